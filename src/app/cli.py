@@ -1,0 +1,118 @@
+"""The `orderstream` command: run the whole service, apply migrations, run one worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from app import schema
+from app.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def service_env() -> Iterator[dict[str, str]]:
+    """DATABASE_URL and REDIS_URL from the environment, or from the embedded servers if unset."""
+    given = {k: os.environ[k] for k in ("DATABASE_URL", "REDIS_URL") if os.environ.get(k)}
+    if len(given) == 2:
+        yield given
+        return
+    if given:
+        raise click.UsageError("set both DATABASE_URL and REDIS_URL, or neither to use the embedded servers")
+    from app.embedded import DATA_DIR, embedded_services
+
+    click.echo(f"DATABASE_URL and REDIS_URL are unset: using the embedded PostgreSQL and Redis in {DATA_DIR}")
+    with embedded_services() as env:
+        yield env
+
+
+def _run_child(argv: list[str], env: dict[str, str], stop_is_success: bool = False) -> int:
+    """Run a child to completion. Ctrl-C reaches it through the terminal and SIGTERM is passed on;
+    either way we wait for it to finish stopping (for `run`, a stop someone asked for is success)."""
+    child = subprocess.Popen(argv, env={**os.environ, **env})
+    asked_to_stop = False
+
+    def _forward(signum: int, _frame: object) -> None:
+        nonlocal asked_to_stop
+        asked_to_stop = True
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, _forward)
+    try:
+        while True:
+            try:
+                code = child.wait()
+                return 0 if asked_to_stop and stop_is_success else code
+            except KeyboardInterrupt:
+                asked_to_stop = True  # the child got the same SIGINT from the terminal
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.group()
+def main() -> None:
+    """orderstream: an event-sourced order service."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    schema.upgrade(Settings.from_env().database_url)
+    click.echo("database schema is current")
+
+
+@main.command()
+@click.option("--concurrency", default="", help="honcho concurrency, e.g. projector=2,relay=2")
+def run(concurrency: str) -> None:
+    """Start web, relay, projector and rq worker as one supervised group (honcho + Procfile)."""
+    with service_env() as env:
+        schema.upgrade(env["DATABASE_URL"])
+        port = os.environ.get("PORT", "8000")
+        base = f"http://127.0.0.1:{port}"
+        click.echo(
+            f"\n  API           {base}/orders\n  Swagger UI    {base}/docs\n  OpenAPI       {base}/openapi.json"
+            f"\n  rq-dashboard  {base}/rq\n\n  Ctrl-C stops everything.\n"
+        )
+        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+        argv = [honcho, "-f", str(REPO / "Procfile"), "-d", str(REPO), "start", "-p", port]
+        if concurrency:
+            argv += ["-c", concurrency]
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        code = _run_child(argv, {**env, "PATH": path}, stop_is_success=True)
+    sys.exit(code)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
+def services(argv: tuple[str, ...]) -> None:
+    """Run a command with DATABASE_URL/REDIS_URL set (embedded servers if they are unset)."""
+    with service_env() as env:
+        code = _run_child(list(argv), env)
+    sys.exit(code)
+
+
+@main.command()
+def relay() -> None:
+    """Run an outbox relay (one is leader, others stand by)."""
+    from workers.main import run_relay
+
+    run_relay(Settings.from_env())
+
+
+@main.command()
+@click.option("--projection", default="order_summaries", show_default=True)
+@click.option("--name", default=None, help="consumer name (default: host-pid)")
+def projector(projection: str, name: str | None) -> None:
+    """Run one consumer of a projection's consumer group."""
+    from workers.main import run_projector
+
+    run_projector(Settings.from_env(), projection, name)

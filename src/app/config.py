@@ -1,0 +1,56 @@
+"""Settings, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Turn a plain postgresql:// URL into one that names the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {database_url!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of orderstream needs to know about its surroundings."""
+
+    database_url: str
+    redis_url: str
+    port: int = 8000
+    key_prefix: str = "orderstream"
+    stream_partitions: int = 4
+    relay_batch_size: int = 500
+    consumer_batch_size: int = 500
+    consumer_block_ms: int = 1000
+    rq_queue: str = "orderstream"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the environment; DATABASE_URL and REDIS_URL are required."""
+        env = os.environ if env is None else env
+        missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not env.get(name)]
+        if missing:
+            raise RuntimeError(
+                f"{' and '.join(missing)} not set: run through `make run` / `make test`, "
+                "which start the embedded PostgreSQL and Redis, or point them at your services"
+            )
+        return cls(
+            database_url=env["DATABASE_URL"],
+            redis_url=env["REDIS_URL"],
+            port=int(env.get("PORT", "8000")),
+            key_prefix=env.get("ORDERSTREAM_KEY_PREFIX", "orderstream"),
+            stream_partitions=int(env.get("ORDERSTREAM_STREAM_PARTITIONS", "4")),
+            relay_batch_size=int(env.get("ORDERSTREAM_RELAY_BATCH", "500")),
+            consumer_batch_size=int(env.get("ORDERSTREAM_CONSUMER_BATCH", "500")),
+            consumer_block_ms=int(env.get("ORDERSTREAM_CONSUMER_BLOCK_MS", "1000")),
+            rq_queue=env.get("ORDERSTREAM_RQ_QUEUE", "orderstream"),
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return sqlalchemy_url(self.database_url)

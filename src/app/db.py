@@ -1,0 +1,20 @@
+"""The SQLAlchemy engine, built by whoever composes a process (never at import time)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import Engine, create_engine
+
+from app.config import Settings
+
+
+def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
+    """An engine on psycopg 3 with a pool sized to the process, pre-pinging stale connections."""
+    return create_engine(
+        settings.sqlalchemy_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        json_serializer=lambda obj: json.dumps(obj, separators=(",", ":")),
+    )

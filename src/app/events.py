@@ -1,0 +1,177 @@
+"""The event catalogue: orderstream's published language.
+
+Every event is a frozen dataclass named in the past tense. Its payload is JSON with money as decimal
+strings; `SCHEMA_VERSIONS` says which payload shape is current for each type. Consumers outside this
+code base read `catalogue()` (published in the OpenAPI document) to learn the shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Union, get_type_hints
+
+
+@dataclass(frozen=True)
+class Line:
+    """One SKU on an order: how many, at what unit price."""
+
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class OrderCreated:
+    order_id: str
+    customer_id: str
+    currency: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class ItemAdded:
+    order_id: str
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class ItemRemoved:
+    order_id: str
+    sku: str
+
+
+@dataclass(frozen=True)
+class PaymentProcessed:
+    order_id: str
+    amount: Decimal
+    reference: str
+
+
+@dataclass(frozen=True)
+class ProductShipped:
+    order_id: str
+    carrier: str
+    tracking_number: str
+
+
+@dataclass(frozen=True)
+class OrderDelivered:
+    order_id: str
+
+
+@dataclass(frozen=True)
+class OrderCancelled:
+    order_id: str
+    reason: str
+    refund_amount: Decimal | None
+
+
+Event = Union[OrderCreated, ItemAdded, ItemRemoved, PaymentProcessed, ProductShipped, OrderDelivered, OrderCancelled]
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        OrderCreated,
+        ItemAdded,
+        ItemRemoved,
+        PaymentProcessed,
+        ProductShipped,
+        OrderDelivered,
+        OrderCancelled,
+    )
+}
+SCHEMA_VERSIONS: dict[str, int] = {name: 1 for name in EVENT_TYPES}
+
+
+class UnknownEventType(LookupError):
+    """An envelope names an event type this code does not know."""
+
+
+def to_payload(event: Event) -> dict[str, Any]:
+    """The JSON payload of an event: decimals as strings, lines as objects."""
+    return {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
+
+
+def from_payload(event_type: str, payload: dict[str, Any]) -> Event:
+    """Rebuild the domain event from its type name and JSON payload."""
+    try:
+        cls = EVENT_TYPES[event_type]
+    except KeyError:
+        raise UnknownEventType(event_type) from None
+    hints = get_type_hints(cls)
+    return cls(**{f.name: _from_json(hints[f.name], payload[f.name]) for f in dataclasses.fields(cls)})
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_to_json(item) for item in value]
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if hint in (Decimal, Decimal | None):
+        return Decimal(value)
+    if hint == tuple[Line, ...]:
+        return tuple(Line(sku=v["sku"], quantity=v["quantity"], unit_price=Decimal(v["unit_price"])) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """The envelope of a stored event: where it sits in the log and what caused it."""
+
+    event_id: str
+    stream_id: str
+    version: int
+    position: int
+    type: str
+    schema_version: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    def domain_event(self) -> Event:
+        return from_payload(self.type, self.payload)
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole envelope as JSON, as it travels on the streams."""
+        return {**dataclasses.asdict(self), "recorded_at": self.recorded_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordedEvent:
+        return cls(**{**data, "recorded_at": datetime.fromisoformat(data["recorded_at"])})
+
+
+def catalogue() -> dict[str, Any]:
+    """A description of every event type and its current schema version, for the API docs."""
+    return {
+        name: {
+            "schema_version": SCHEMA_VERSIONS[name],
+            "fields": {f.name: _describe(hint) for f, hint in _fields_with_hints(cls)},
+        }
+        for name, cls in EVENT_TYPES.items()
+    }
+
+
+def _fields_with_hints(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
+    hints = get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _describe(hint: Any) -> str:
+    if hint == tuple[Line, ...]:
+        return "array of {sku: string, quantity: integer, unit_price: decimal string}"
+    if hint in (Decimal, Decimal | None):
+        return "decimal string" + (" or null" if hint != Decimal else "")
+    return {str: "string", int: "integer"}.get(hint, str(hint))

@@ -1,0 +1,67 @@
+"""create_app(): the composition root of the web process."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, redirect
+from redis import Redis
+from swagger_ui_bundle import swagger_ui_path
+from werkzeug.wrappers import Response
+
+from app.config import Settings
+from app.db import make_engine
+from app.events import catalogue
+from app.problems import Api
+from app.web import install_request_ids
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app: API blueprints, OpenAPI + Swagger UI (local assets), rq-dashboard."""
+    import rq_dashboard
+
+    from commands.views import blp as commands_blp
+    from queries.views import blp as queries_blp
+
+    settings = settings or Settings.from_env()
+    app = Flask("orderstream", static_folder=None)
+    app.config.from_object(rq_dashboard.default_settings)
+    app.config.update(
+        API_TITLE="orderstream",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/swagger-ui/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Event-sourced order management. Commands append events; queries read projections."
+            },
+            "x-event-catalogue": catalogue(),
+        },
+        MAX_CONTENT_LENGTH=64 * 1024,
+        RQ_DASHBOARD_REDIS_URL=settings.redis_url,
+    )
+    app.extensions["orderstream"] = {
+        "settings": settings,
+        "engine": make_engine(settings),
+        "redis": Redis.from_url(settings.redis_url),
+    }
+    install_request_ids(app)
+
+    api = Api(app)
+    api.register_blueprint(commands_blp)
+    api.register_blueprint(queries_blp)
+
+    app.register_blueprint(
+        Blueprint(
+            "swagger_ui_assets", __name__, static_folder=str(swagger_ui_path), static_url_path="/static/swagger-ui"
+        )
+    )
+    rq_dashboard.web.setup_rq_connection(app)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
+
+    @app.get("/")
+    def _index() -> Response:
+        return redirect("/docs")
+
+    return app

@@ -1,0 +1,42 @@
+"""Redis stream naming and partitioning, shared by the relay (producer) and consumers.
+
+Events of one order always go to the same partition, so a single stream keeps their order. Keys
+differ per partition so that, on Redis Cluster, partitions spread over slots. Changing the number
+of partitions re-maps orders: drain the outbox and the groups first.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from app.events import RecordedEvent
+
+
+def stream_keys(prefix: str, partitions: int) -> list[str]:
+    """Every partition's stream key."""
+    return [f"{prefix}:events:{n}" for n in range(partitions)]
+
+
+def stream_key_for(prefix: str, partitions: int, stream_id: str) -> str:
+    """The stream key an event of this aggregate stream is published to."""
+    return f"{prefix}:events:{zlib.crc32(stream_id.encode()) % partitions}"
+
+
+def encode_entry(event: RecordedEvent) -> dict[str, str]:
+    """Stream entry fields: the whole envelope, plus a few fields for people reading with redis-cli."""
+    return {
+        "type": event.type,
+        "stream_id": event.stream_id,
+        "version": str(event.version),
+        "envelope": json.dumps(event.to_json(), separators=(",", ":")),
+    }
+
+
+def decode_entry(fields: dict[Any, Any]) -> RecordedEvent:
+    """The envelope carried by a stream entry."""
+    raw = fields.get(b"envelope", fields.get("envelope"))
+    if raw is None:
+        raise ValueError("stream entry has no envelope field")
+    return RecordedEvent.from_json(json.loads(raw))

@@ -1,0 +1,50 @@
+"""Per-request plumbing shared by the blueprints: request ids, metadata, the app's resources."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from redis import Redis
+from sqlalchemy import Engine
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def engine() -> Engine:
+    """The process's SQLAlchemy engine."""
+    return current_app.extensions["orderstream"]["engine"]
+
+
+def redis_client() -> Redis:
+    """The process's Redis client."""
+    return current_app.extensions["orderstream"]["redis"]
+
+
+def event_metadata() -> dict[str, Any]:
+    """Metadata recorded with every event a request appends."""
+    return {
+        "request_id": g.request_id,
+        "correlation_id": g.correlation_id,
+        "causation_id": None,
+        "actor": g.get("actor", "anonymous"),
+    }
+
+
+def install_request_ids(app: Flask) -> None:
+    """Take X-Request-ID (or make one), use it as correlation id, and echo it on every response."""
+
+    @app.before_request
+    def _assign() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+        correlation = request.headers.get("X-Correlation-ID", "")
+        g.correlation_id = correlation if _REQUEST_ID.match(correlation) else g.request_id
+
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response

@@ -1,0 +1,1 @@
+"""Write side: the Order aggregate, command handlers and command endpoints."""

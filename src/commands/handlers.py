@@ -1,0 +1,124 @@
+"""Command handlers: load the order from its events, decide, append, in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Union
+
+from sqlalchemy import Engine
+
+from app import eventstore
+from app.events import Event, Line
+from app.money import parse_amount
+from commands.errors import OrderNotFound, VersionMismatch
+from commands.order import Order
+
+
+@dataclass(frozen=True)
+class NewLine:
+    """A line as the client sent it: the price is still a string until we know the currency."""
+
+    sku: str
+    quantity: int
+    unit_price: str
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    customer_id: str
+    currency: str
+    items: tuple[NewLine, ...]
+
+
+@dataclass(frozen=True)
+class AddItem:
+    order_id: str
+    item: NewLine
+
+
+@dataclass(frozen=True)
+class RemoveItem:
+    order_id: str
+    sku: str
+
+
+@dataclass(frozen=True)
+class PayOrder:
+    order_id: str
+    amount: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class ShipOrder:
+    order_id: str
+    carrier: str
+    tracking_number: str
+
+
+@dataclass(frozen=True)
+class DeliverOrder:
+    order_id: str
+
+
+@dataclass(frozen=True)
+class CancelOrder:
+    order_id: str
+    reason: str
+
+
+OrderCommand = Union[AddItem, RemoveItem, PayOrder, ShipOrder, DeliverOrder, CancelOrder]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a client needs to read its own write: the order's new version and the last position."""
+
+    order_id: str
+    version: int
+    position: int
+
+
+def _line(item: NewLine, currency: str) -> Line:
+    return Line(item.sku, item.quantity, parse_amount(item.unit_price, currency))
+
+
+def _amount(text: str, currency: str) -> Decimal:
+    return parse_amount(text, currency)
+
+
+DECISIONS: dict[type, Callable[[Order, Any], list[Event]]] = {
+    AddItem: lambda order, c: order.add_item(_line(c.item, order.currency)),
+    RemoveItem: lambda order, c: order.remove_item(c.sku),
+    PayOrder: lambda order, c: order.pay(_amount(c.amount, order.currency), c.reference),
+    ShipOrder: lambda order, c: order.ship(c.carrier, c.tracking_number),
+    DeliverOrder: lambda order, c: order.deliver(),
+    CancelOrder: lambda order, c: order.cancel(c.reason),
+}
+
+
+def place_order(engine: Engine, cmd: PlaceOrder, metadata: dict[str, Any]) -> Outcome:
+    """Create a new order stream with its OrderCreated event."""
+    order_id = str(uuid.uuid4())
+    lines = [_line(item, cmd.currency) for item in cmd.items]
+    events = Order.place(order_id, cmd.customer_id, cmd.currency, lines)
+    with engine.begin() as conn:
+        recorded = eventstore.append(conn, order_id, 0, events, metadata)
+    return Outcome(order_id, recorded[-1].version, recorded[-1].position)
+
+
+def handle(engine: Engine, cmd: OrderCommand, metadata: dict[str, Any], expected_version: int | None = None) -> Outcome:
+    """Run a command against an existing order; `expected_version` comes from If-Match."""
+    with engine.begin() as conn:
+        history = eventstore.load(conn, cmd.order_id)
+        if not history:
+            raise OrderNotFound(f"no order {cmd.order_id}")
+        order = Order.fold(cmd.order_id, (e.domain_event() for e in history))
+        if expected_version is not None and expected_version != order.version:
+            raise VersionMismatch(f"order {cmd.order_id} is at version {order.version}, not {expected_version}")
+        events = DECISIONS[type(cmd)](order, cmd)
+        recorded = eventstore.append(conn, cmd.order_id, order.version, events, metadata)
+    return Outcome(cmd.order_id, recorded[-1].version, recorded[-1].position)

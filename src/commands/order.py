@@ -1,0 +1,173 @@
+"""The Order aggregate: pure Python, no Flask or SQLAlchemy.
+
+Decisions (`place`, `add_item`, ...) check the rules and return new events or raise a DomainError;
+`apply` folds an event into state. State is only ever changed by applying events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from app.events import (
+    Event,
+    ItemAdded,
+    ItemRemoved,
+    Line,
+    OrderCancelled,
+    OrderCreated,
+    OrderDelivered,
+    PaymentProcessed,
+    ProductShipped,
+)
+from commands.errors import InvalidTransition, ItemNotFound
+
+MAX_LINES = 100
+MAX_QUANTITY = 10_000
+
+
+class Status(Enum):
+    PENDING = "pending"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Order:
+    id: str
+    version: int = 0
+    status: Status = Status.PENDING
+    customer_id: str = ""
+    currency: str = ""
+    lines: dict[str, Line] = field(default_factory=dict)
+    paid_amount: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.quantity * line.unit_price for line in self.lines.values()), Decimal(0))
+
+    @classmethod
+    def fold(cls, order_id: str, events: Iterable[Event]) -> Order:
+        """The order as its events left it."""
+        order = cls(id=order_id)
+        for event in events:
+            order.apply(event)
+        return order
+
+    # decisions -----------------------------------------------------------------------------
+
+    @staticmethod
+    def place(order_id: str, customer_id: str, currency: str, lines: list[Line]) -> list[Event]:
+        if not lines:
+            raise InvalidTransition("an order needs at least one item")
+        merged = Order(id=order_id, currency=currency)
+        for line in lines:
+            merged._check_line(line)
+            merged.lines[line.sku] = _merge(merged.lines.get(line.sku), line)
+        return [OrderCreated(order_id, customer_id, currency, tuple(merged.lines.values()))]
+
+    def add_item(self, line: Line) -> list[Event]:
+        self._require(Status.PENDING, "add items to")
+        self._check_line(line)
+        return [ItemAdded(self.id, line.sku, line.quantity, line.unit_price)]
+
+    def remove_item(self, sku: str) -> list[Event]:
+        self._require(Status.PENDING, "remove items from")
+        if sku not in self.lines:
+            raise ItemNotFound(f"order {self.id} has no item with SKU {sku!r}")
+        return [ItemRemoved(self.id, sku)]
+
+    def pay(self, amount: Decimal, reference: str) -> list[Event]:
+        self._require(Status.PENDING, "pay")
+        if self.total == 0:
+            raise InvalidTransition("cannot pay an order whose total is zero")
+        if amount != self.total:
+            raise InvalidTransition(f"payment must equal the order total {self.total} {self.currency}, got {amount}")
+        return [PaymentProcessed(self.id, amount, reference)]
+
+    def ship(self, carrier: str, tracking_number: str) -> list[Event]:
+        self._require(Status.PAID, "ship")
+        return [ProductShipped(self.id, carrier, tracking_number)]
+
+    def deliver(self) -> list[Event]:
+        self._require(Status.SHIPPED, "deliver")
+        return [OrderDelivered(self.id)]
+
+    def cancel(self, reason: str) -> list[Event]:
+        if self.status not in (Status.PENDING, Status.PAID):
+            raise InvalidTransition(f"cannot cancel an order that is {self.status.value}")
+        refund = self.paid_amount if self.status is Status.PAID else None
+        return [OrderCancelled(self.id, reason, refund)]
+
+    def _require(self, status: Status, action: str) -> None:
+        if self.status is not status:
+            raise InvalidTransition(f"cannot {action} an order that is {self.status.value}")
+
+    def _check_line(self, line: Line) -> None:
+        current = self.lines.get(line.sku)
+        if current is not None and current.unit_price != line.unit_price:
+            raise InvalidTransition(
+                f"SKU {line.sku!r} is already on the order at {current.unit_price}; remove it to change its price"
+            )
+        if current is not None and current.quantity + line.quantity > MAX_QUANTITY:
+            raise InvalidTransition(f"at most {MAX_QUANTITY} of one SKU per order")
+        if current is None and len(self.lines) >= MAX_LINES:
+            raise InvalidTransition(f"an order holds at most {MAX_LINES} different SKUs")
+
+    # state changes -------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the order's state."""
+        _APPLY[type(event)](self, event)
+        self.version += 1
+
+
+def _merge(current: Line | None, line: Line) -> Line:
+    if current is None:
+        return line
+    return Line(line.sku, current.quantity + line.quantity, line.unit_price)
+
+
+def _created(order: Order, e: OrderCreated) -> None:
+    order.customer_id, order.currency = e.customer_id, e.currency
+    order.lines = {line.sku: line for line in e.lines}
+
+
+def _item_added(order: Order, e: ItemAdded) -> None:
+    order.lines[e.sku] = _merge(order.lines.get(e.sku), Line(e.sku, e.quantity, e.unit_price))
+
+
+def _item_removed(order: Order, e: ItemRemoved) -> None:
+    del order.lines[e.sku]
+
+
+def _paid(order: Order, e: PaymentProcessed) -> None:
+    order.status, order.paid_amount = Status.PAID, e.amount
+
+
+def _shipped(order: Order, e: ProductShipped) -> None:
+    order.status = Status.SHIPPED
+
+
+def _delivered(order: Order, e: OrderDelivered) -> None:
+    order.status = Status.DELIVERED
+
+
+def _cancelled(order: Order, e: OrderCancelled) -> None:
+    order.status = Status.CANCELLED
+
+
+_APPLY: dict[type, Callable[[Order, Any], None]] = {
+    OrderCreated: _created,
+    ItemAdded: _item_added,
+    ItemRemoved: _item_removed,
+    PaymentProcessed: _paid,
+    ProductShipped: _shipped,
+    OrderDelivered: _delivered,
+    OrderCancelled: _cancelled,
+}

@@ -1,0 +1,1 @@
+"""Read side: projection tables, the projectors that fill them, and query endpoints (GET only)."""

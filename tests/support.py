@@ -1,0 +1,165 @@
+"""Test helpers: isolated databases and key prefixes on the real services, worker processes, polling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import redis
+from redis import Redis
+from sqlalchemy import Engine, text
+
+from app.config import Settings
+from app.db import make_engine
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = "") -> T:
+    """Poll until condition() is truthy and return it; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def database_url_for(base_url: str, name: str) -> str:
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def admin(base_url: str, sql: str) -> None:
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@dataclass
+class Env:
+    """One isolated orderstream: its own database (from the migrated template) and Redis key prefix."""
+
+    settings: Settings
+    engine: Engine
+    redis: Redis
+    database: str
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params).mappings())
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.settings.database_url,
+            "REDIS_URL": self.settings.redis_url,
+            "ORDERSTREAM_KEY_PREFIX": self.settings.key_prefix,
+            "ORDERSTREAM_CONSUMER_BLOCK_MS": str(self.settings.consumer_block_ms),
+            **extra,
+        }
+
+
+@contextmanager
+def isolated_env(base: Settings, template: str) -> Iterator[Env]:
+    name = f"os_test_{uuid.uuid4().hex[:12]}"
+    admin(base.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    settings = replace(
+        base,
+        database_url=database_url_for(base.database_url, name),
+        key_prefix=f"ostest:{name}",
+        consumer_block_ms=100,
+    )
+    env = Env(settings, make_engine(settings), Redis.from_url(settings.redis_url), name)
+    try:
+        yield env
+    finally:
+        env.engine.dispose()
+        keys = list(env.redis.scan_iter(f"{settings.key_prefix}:*", count=1000))
+        if keys:
+            env.redis.delete(*keys)
+        env.redis.close()
+        admin(base.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Worker:
+    """A real worker process (`orderstream relay|projector`), killable like in production."""
+
+    def __init__(self, env: Env, *args: str, **extra_env: str) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [str(BIN / "orderstream"), *args],
+            env=env.process_env(**extra_env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(20)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.terminate()
+
+
+@contextmanager
+def workers(env: Env, *specs: tuple[str, ...], **extra_env: str) -> Iterator[list[Worker]]:
+    started = [Worker(env, *spec, **extra_env) for spec in specs]
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+@contextmanager
+def in_thread(run: Callable[[threading.Event], None]) -> Iterator[threading.Event]:
+    """Run a worker loop in a thread for the duration of the block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive(), "worker thread did not stop"
+
+
+def stream_entries(env: Env) -> list[tuple[str, dict[bytes, bytes]]]:
+    """Every entry on every partition stream: (stream key, fields)."""
+    from app.streams import stream_keys
+
+    out = []
+    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
+        out += [(key, fields) for _id, fields in env.redis.xrange(key)]
+    return out
+
+
+def ensure_reachable(settings: Settings) -> None:
+    with psycopg.connect(settings.database_url, connect_timeout=5):
+        pass
+    try:
+        Redis.from_url(settings.redis_url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(f"Redis at {settings.redis_url} is not reachable: {exc}") from exc

@@ -1,0 +1,146 @@
+"""The Order aggregate, given/when/then over events: pure, no I/O."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from app.events import (
+    ItemAdded,
+    ItemRemoved,
+    Line,
+    OrderCancelled,
+    OrderCreated,
+    OrderDelivered,
+    PaymentProcessed,
+    ProductShipped,
+    from_payload,
+    to_payload,
+)
+from app.money import InvalidAmount, format_amount, parse_amount
+from commands.errors import InvalidTransition, ItemNotFound
+from commands.order import MAX_LINES, Order
+
+ID = "order-1"
+CREATED = OrderCreated(ID, "c-1", "EUR", (Line("A", 2, Decimal("9.99")),))
+PAID = PaymentProcessed(ID, Decimal("19.98"), "psp-1")
+SHIPPED = ProductShipped(ID, "DHL", "T-1")
+
+
+def given(*events: object) -> Order:
+    return Order.fold(ID, events)  # type: ignore[arg-type]
+
+
+def test_place_merges_repeated_skus_and_refuses_an_empty_order() -> None:
+    events = Order.place(ID, "c-1", "EUR", [Line("A", 1, Decimal("2")), Line("A", 2, Decimal("2"))])
+    assert events == [OrderCreated(ID, "c-1", "EUR", (Line("A", 3, Decimal("2")),))]
+    with pytest.raises(InvalidTransition, match="at least one item"):
+        Order.place(ID, "c-1", "EUR", [])
+
+
+def test_place_refuses_one_sku_at_two_prices() -> None:
+    with pytest.raises(InvalidTransition, match="already on the order"):
+        Order.place(ID, "c-1", "EUR", [Line("A", 1, Decimal("2")), Line("A", 1, Decimal("3"))])
+
+
+def test_fold_tracks_version_status_and_total() -> None:
+    order = given(CREATED, ItemAdded(ID, "B", 1, Decimal("0.02")), ItemAdded(ID, "A", 1, Decimal("9.99")))
+    assert (order.version, order.status.value, order.total) == (3, "pending", Decimal("29.99"))
+
+
+def test_add_item_while_pending() -> None:
+    assert given(CREATED).add_item(Line("B", 1, Decimal("1.50"))) == [ItemAdded(ID, "B", 1, Decimal("1.50"))]
+
+
+@pytest.mark.parametrize("history", [(CREATED, PAID), (CREATED, PAID, SHIPPED)])
+def test_items_change_only_while_pending(history: tuple[object, ...]) -> None:
+    order = given(*history)
+    with pytest.raises(InvalidTransition, match="cannot add items"):
+        order.add_item(Line("B", 1, Decimal(1)))
+    with pytest.raises(InvalidTransition, match="cannot remove items"):
+        order.remove_item("A")
+
+
+def test_remove_item_that_is_not_there() -> None:
+    with pytest.raises(ItemNotFound):
+        given(CREATED).remove_item("nope")
+    assert given(CREATED).remove_item("A") == [ItemRemoved(ID, "A")]
+
+
+def test_an_order_holds_a_bounded_number_of_skus() -> None:
+    lines = tuple(Line(f"S{i}", 1, Decimal(1)) for i in range(MAX_LINES))
+    with pytest.raises(InvalidTransition, match="at most"):
+        given(OrderCreated(ID, "c", "EUR", lines)).add_item(Line("extra", 1, Decimal(1)))
+
+
+def test_payment_must_equal_the_total_exactly() -> None:
+    order = given(CREATED)
+    with pytest.raises(InvalidTransition, match=r"must equal the order total 19\.98"):
+        order.pay(Decimal("19.97"), "psp")
+    assert order.pay(Decimal("19.980"), "psp") == [PaymentProcessed(ID, Decimal("19.980"), "psp")]
+
+
+def test_an_emptied_order_cannot_be_paid() -> None:
+    with pytest.raises(InvalidTransition, match="total is zero"):
+        given(CREATED, ItemRemoved(ID, "A")).pay(Decimal(0), "psp")
+
+
+def test_lifecycle_pending_paid_shipped_delivered() -> None:
+    with pytest.raises(InvalidTransition, match="cannot ship an order that is pending"):
+        given(CREATED).ship("DHL", "T")
+    assert given(CREATED, PAID).ship("DHL", "T-1") == [SHIPPED]
+    with pytest.raises(InvalidTransition, match="cannot deliver an order that is paid"):
+        given(CREATED, PAID).deliver()
+    assert given(CREATED, PAID, SHIPPED).deliver() == [OrderDelivered(ID)]
+    with pytest.raises(InvalidTransition, match="cannot pay an order that is delivered"):
+        given(CREATED, PAID, SHIPPED, OrderDelivered(ID)).pay(Decimal("19.98"), "again")
+
+
+def test_cancel_pending_has_no_refund_and_cancel_paid_records_one() -> None:
+    assert given(CREATED).cancel("changed mind") == [OrderCancelled(ID, "changed mind", None)]
+    assert given(CREATED, PAID).cancel("late") == [OrderCancelled(ID, "late", Decimal("19.98"))]
+
+
+@pytest.mark.parametrize("history", [(CREATED, PAID, SHIPPED), (CREATED, OrderCancelled(ID, "x", None))])
+def test_cannot_cancel_after_shipping_or_twice(history: tuple[object, ...]) -> None:
+    with pytest.raises(InvalidTransition, match="cannot cancel"):
+        given(*history).cancel("too late")
+
+
+def test_payloads_round_trip_with_exact_decimal_strings() -> None:
+    for event in (CREATED, PAID, OrderCancelled(ID, "r", None), OrderCancelled(ID, "r", Decimal("0.10"))):
+        payload = to_payload(event)
+        assert from_payload(type(event).__name__, payload) == event
+    assert to_payload(CREATED)["lines"] == [{"sku": "A", "quantity": 2, "unit_price": "9.99"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "ok"),
+    [
+        ("12.50", "EUR", True),
+        ("12.5", "EUR", True),
+        ("12.505", "EUR", False),
+        ("1000", "JPY", True),
+        ("1.5", "JPY", False),
+        ("1.234", "KWD", True),
+        ("-1", "EUR", False),
+        ("1e3", "EUR", False),
+        ("01", "EUR", False),
+        ("1234567890123", "EUR", False),
+        ("NaN", "EUR", False),
+        (" 1", "EUR", False),
+    ],
+)
+def test_money_is_parsed_exactly_or_refused(text: str, currency: str, ok: bool) -> None:
+    if ok:
+        assert parse_amount(text, currency) == Decimal(text)
+    else:
+        with pytest.raises(InvalidAmount):
+            parse_amount(text, currency)
+
+
+def test_amounts_are_formatted_with_the_currency_minor_units() -> None:
+    assert format_amount(Decimal("19.9"), "EUR") == "19.90"
+    assert format_amount(Decimal("1000"), "JPY") == "1000"
+    assert format_amount(Decimal("1.2"), "KWD") == "1.200"
