@@ -15,8 +15,10 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -24,6 +26,14 @@ import redis
 log = logging.getLogger(__name__)
 DATA_DIR = Path(os.environ.get("ORDERSTREAM_DATA_DIR", Path(__file__).resolve().parents[2] / ".data"))
 DATABASE = "orderstream"
+
+
+def _pgserver_commands() -> Any:
+    """pgserver's command wrappers (its import warns about XDG_RUNTIME_DIR, which we do not use)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver import _commands
+    return _commands
 
 
 def free_port() -> int:
@@ -61,13 +71,12 @@ class EmbeddedPostgres:
         return self.url(port)
 
     def _start_server(self) -> int:
-        from pgserver import _commands
-
+        _commands = _pgserver_commands()
         self._prepare()
         port = free_port()
         options = f"-h 127.0.0.1 -p {port} -k '' -c fsync=on"
         log.info("starting embedded PostgreSQL on 127.0.0.1:%s (%s)", port, self.pgdata)
-        _commands.pg_ctl(  # type: ignore[attr-defined]
+        _commands.pg_ctl(
             ["-w", "-t", "60", "-o", options, "-l", str(self.pgdata / "log"), "start"],
             pgdata=self.pgdata,
             user=self.system_user,
@@ -77,8 +86,7 @@ class EmbeddedPostgres:
         return port
 
     def _prepare(self) -> None:
-        from pgserver import _commands
-
+        _commands = _pgserver_commands()
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root: pgserver's own user runs it
             import pwd
@@ -94,17 +102,16 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(self.system_user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         if not (self.pgdata / "PG_VERSION").exists():
-            _commands.initdb(  # type: ignore[attr-defined]
+            _commands.initdb(
                 ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.pgdata, user=self.system_user
             )
 
     def stop(self) -> None:
         if not self.started:
             return
-        from pgserver import _commands
-
+        _commands = _pgserver_commands()
         log.info("stopping embedded PostgreSQL")
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)  # type: ignore[attr-defined]
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)
         self.started = False
 
 

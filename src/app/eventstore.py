@@ -59,16 +59,15 @@ def append(
     }
     payloads = [to_payload(e) for e in events]
     try:
-        with conn.begin_nested():
-            result = conn.execute(
-                _INSERT,
-                {
-                    **rows,
-                    "payloads": [json.dumps(p, separators=(",", ":")) for p in payloads],
-                    "metadatas": [json.dumps(metadata, separators=(",", ":"))] * len(events),
-                },
-            ).all()
-    except IntegrityError as exc:
+        result = conn.execute(
+            _INSERT,
+            {
+                **rows,
+                "payloads": [json.dumps(p, separators=(",", ":")) for p in payloads],
+                "metadatas": [json.dumps(metadata, separators=(",", ":"))] * len(events),
+            },
+        ).all()
+    except IntegrityError as exc:  # the transaction is aborted either way; the caller rolls it back
         if "events_pkey" in str(exc.orig):
             raise ConcurrencyError(f"stream {stream_id} moved past version {expected_version}") from exc
         raise
