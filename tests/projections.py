@@ -9,7 +9,7 @@ from sqlalchemy import text
 from app.events import RecordedEvent
 from queries.projector import ORDER_SUMMARIES
 from tests.support import Env
-from workers.consumer import apply_batch
+from workers.checkpoints import apply_batch
 
 ROWS = {
     "order_summaries": "SELECT * FROM order_summaries ORDER BY order_id",

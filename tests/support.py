@@ -64,6 +64,10 @@ class Env:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params).mappings())
 
+    def unpublished(self) -> int:
+        """Outbox rows the relay has not published yet."""
+        return int(self.scalar("SELECT count(*) FROM outbox WHERE entry_ms IS NULL"))
+
     def process_env(self, **extra: str) -> dict[str, str]:
         return {
             **os.environ,

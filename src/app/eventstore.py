@@ -34,7 +34,7 @@ _INSERT = text(
     """
 )
 
-_COLUMNS = "event_id::text, stream_id, version, position, type, schema_version, payload, metadata, recorded_at"
+COLUMNS = "event_id::text, stream_id, version, position, type, schema_version, payload, metadata, recorded_at"
 
 
 def append(
@@ -92,27 +92,10 @@ def load(
     conn: Connection, stream_id: str, after_version: int = 0, up_to_version: int | None = None
 ) -> list[RecordedEvent]:
     """The stream's events with after_version < version <= up_to_version, in version order."""
-    sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :after"
+    sql = f"SELECT {COLUMNS} FROM events WHERE stream_id = :s AND version > :after"
     params: dict[str, Any] = {"s": stream_id, "after": after_version}
     if up_to_version is not None:
         sql += " AND version <= :upto"
         params["upto"] = up_to_version
     rows = conn.execute(text(sql + " ORDER BY version"), params).mappings()
     return [RecordedEvent(**row) for row in rows]
-
-
-def read_outbox(conn: Connection, limit: int) -> list[RecordedEvent]:
-    """The oldest events still waiting in the outbox, in position order."""
-    rows = conn.execute(
-        text(
-            f"SELECT {', '.join('e.' + c for c in _COLUMNS.split(', '))} FROM outbox o"
-            " JOIN events e ON e.position = o.position ORDER BY o.position LIMIT :n"
-        ),
-        {"n": limit},
-    ).mappings()
-    return [RecordedEvent(**row) for row in rows]
-
-
-def remove_from_outbox(conn: Connection, positions: Sequence[int]) -> None:
-    """Forget outbox rows once their events are on the streams."""
-    conn.execute(text("DELETE FROM outbox WHERE position = ANY(:p)"), {"p": list(positions)})

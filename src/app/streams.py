@@ -19,9 +19,33 @@ def stream_keys(prefix: str, partitions: int) -> list[str]:
     return [f"{prefix}:events:{n}" for n in range(partitions)]
 
 
+def partition_of(partitions: int, stream_id: str) -> int:
+    """The partition an aggregate stream's events go to (stable across processes and restarts)."""
+    return zlib.crc32(stream_id.encode()) % partitions
+
+
 def stream_key_for(prefix: str, partitions: int, stream_id: str) -> str:
     """The stream key an event of this aggregate stream is published to."""
-    return f"{prefix}:events:{zlib.crc32(stream_id.encode()) % partitions}"
+    return f"{prefix}:events:{partition_of(partitions, stream_id)}"
+
+
+def dead_letter_key(prefix: str) -> str:
+    """The stream where consumers put the entries they gave up on."""
+    return f"{prefix}:dead-letters"
+
+
+EntryId = tuple[int, int]
+
+
+def parse_entry_id(raw: bytes | str) -> EntryId:
+    """A stream entry id such as b"1700000000000-3" as (milliseconds, sequence)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_entry_id(entry_id: EntryId) -> str:
+    return f"{entry_id[0]}-{entry_id[1]}"
 
 
 def encode_entry(event: RecordedEvent) -> dict[str, str]:

@@ -1,83 +1,40 @@
-"""The consumer-group runner: feeds a projection from the streams, exactly once in effect.
+"""The consumer-group runner: feeds a projection from the partition streams, exactly once in effect.
 
-Redis delivers at least once and spreads a group's entries over its consumers, so two events of one
-order can reach two processes, out of order, or twice. For each (projection, order) we keep the last
-applied version in `projection_checkpoints`, locked and updated in the same transaction as the
-projection's rows:
-- version <= checkpoint: a duplicate, skipped;
-- version  > checkpoint + 1: a gap (the earlier event is with another consumer or not yet read), so
-  the missing events are read from the event store and applied first;
-- XACK only after the transaction committed: a crash before it leaves the entries pending.
-Checkpoint rows are locked in stream_id order, so two consumers never wait on each other in a cycle.
+- Entries are applied in one transaction per batch (workers/checkpoints.py) and acknowledged only
+  after it committed: a crash before leaves them pending.
+- A restarted consumer first finishes its own pending entries; entries left pending by a consumer
+  that died are claimed by live ones once idle for `claim_idle_ms` (XAUTOCLAIM).
+- A batch that fails for a reason other than a lost connection is retried entry by entry, so one
+  poison entry cannot hold back the others. The poison entry stays pending and is claimed again after
+  `claim_idle_ms` (the backoff); after `max_deliveries` it goes to the dead letters.
+- A missing group or stream (Redis lost its data) is recreated from the start; the relay republishes
+  whatever Redis lost.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import redis
 import sqlalchemy.exc
 from redis import Redis
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from app import eventstore
 from app.config import Settings
 from app.events import RecordedEvent
 from app.projection import Projection
-from app.streams import decode_entry, stream_keys
+from app.streams import dead_letter_key, decode_entry, stream_keys
+from workers import deadletters
+from workers.checkpoints import apply_batch
 
 log = logging.getLogger(__name__)
-TRANSIENT = (sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
-
-
-def apply_batch(conn: Connection, projection: Projection, events: Sequence[RecordedEvent]) -> int:
-    """Apply the events each projection has not seen, in version order; returns how many were applied."""
-    by_stream: dict[str, list[RecordedEvent]] = defaultdict(list)
-    for event in events:
-        by_stream[event.stream_id].append(event)
-    streams = sorted(by_stream)
-    checkpoints = _lock_checkpoints(conn, projection.name, streams)
-    applied, moved = 0, []
-    for stream_id in streams:
-        start = version = checkpoints[stream_id]
-        for event in sorted(by_stream[stream_id], key=lambda e: e.version):
-            if event.version <= version:
-                continue
-            gap = eventstore.load(conn, stream_id, version, event.version - 1) if event.version > version + 1 else []
-            for e in [*gap, event]:
-                projection.apply(conn, e)
-                applied += 1
-            version = event.version
-        if version != start:
-            moved.append({"p": projection.name, "s": stream_id, "v": version})
-    if moved:
-        conn.execute(
-            text("UPDATE projection_checkpoints SET version = :v WHERE projection = :p AND stream_id = :s"), moved
-        )
-    return applied
-
-
-def _lock_checkpoints(conn: Connection, projection: str, streams: list[str]) -> dict[str, int]:
-    conn.execute(
-        text(
-            "INSERT INTO projection_checkpoints (projection, stream_id, version)"
-            " SELECT :p, s, 0 FROM unnest(CAST(:s AS text[])) AS s ORDER BY s ON CONFLICT DO NOTHING"
-        ),
-        {"p": projection, "s": streams},
-    )
-    rows = conn.execute(
-        text(
-            "SELECT stream_id, version FROM projection_checkpoints WHERE projection = :p AND stream_id = ANY(:s)"
-            " ORDER BY stream_id FOR UPDATE"
-        ),
-        {"p": projection, "s": streams},
-    )
-    return {row.stream_id: row.version for row in rows}
+TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
+Entry = tuple[str, str, dict[str, str]]  # stream key, entry id, fields
 
 
 class ConsumerGroupRunner:
@@ -95,26 +52,33 @@ class ConsumerGroupRunner:
         self.settings, self.projection, self.engine, self.redis = settings, projection, engine, redis_client
         self.consumer, self.stop = consumer, stop
         self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
+        self.claim_from = dict.fromkeys(self.keys, "0-0")
+        self.next_claim = time.monotonic() + settings.claim_idle_ms / 1000
 
     @property
     def group(self) -> str:
         return self.projection.name
 
     def run(self) -> None:
-        """Finish our own pending entries, then read new ones until stopped."""
+        """Finish our own pending entries, then read new ones (and claim stale ones) until stopped."""
+        backoff = 0.1
         while not self.stop.is_set():
             try:
                 self.ensure_groups()
                 self.drain_own_pending()
                 while not self.stop.is_set():
                     self.step()
+                    if time.monotonic() >= self.next_claim:
+                        self.claim_stale()
+                    backoff = 0.1
             except TRANSIENT as exc:
-                log.warning("%s lost a connection (%s); retrying in 1s", self.consumer, exc)
-                self.stop.wait(1.0)
-            except Exception:
-                # The batch stays pending (unacknowledged) and is retried from the pending list.
-                log.exception("%s failed to apply a batch; it stays pending", self.consumer)
-                self.stop.wait(1.0)
+                log.warning("%s lost a connection (%s); retrying in %.1fs", self.consumer, exc, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("%s: group %s is gone (Redis lost data?); recreating it", self.consumer, self.group)
 
     def ensure_groups(self) -> None:
         """Create the group on every partition stream, from the beginning, if it is not there."""
@@ -127,48 +91,130 @@ class ConsumerGroupRunner:
 
     def drain_own_pending(self) -> None:
         """Entries delivered to this consumer name before a restart and never acknowledged."""
-        while not self.stop.is_set():
-            response = self._read("0")
-            if not any(entries for _key, entries in response):
-                return
-            self.process(response)
+        while not self.stop.is_set() and self.process(self._read("0")):
+            pass
 
     def step(self) -> int:
         """Read and process one batch of new entries; returns how many entries it handled."""
         return self.process(self._read(">", block=self.settings.consumer_block_ms))
 
+    def claim_stale(self) -> int:
+        """Take over entries pending longer than claim_idle_ms (a dead consumer's, or a failing one)."""
+        self.next_claim = time.monotonic() + self.settings.claim_idle_ms / 2000
+        handled = 0
+        for key in self.keys:
+            response = self.redis.xautoclaim(
+                key,
+                self.group,
+                self.consumer,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id=self.claim_from[key],
+                count=self.settings.consumer_batch_size,
+            )
+            self.claim_from[key] = response[0]
+            entries = [(entry_id, fields) for entry_id, fields in response[1] if entry_id is not None]
+            handled += self.process([(key, entries)])
+        return handled
+
     def _read(self, last_id: str, block: int | None = None) -> Any:
         return self.redis.xreadgroup(
             self.group,
             self.consumer,
-            {key: last_id for key in self.keys},
+            dict.fromkeys(self.keys, last_id),
             count=self.settings.consumer_batch_size,
             block=block,
         )
 
     def process(self, response: Any) -> int:
-        """Apply a batch in one transaction, then acknowledge it."""
-        ids: dict[str, list[str]] = defaultdict(list)
-        events = []
-        for key, entries in response or []:
-            for entry_id, fields in entries:
-                ids[key.decode() if isinstance(key, bytes) else key].append(entry_id)
-                events.append(decode_entry(fields))
-        if not events:
+        """Apply a batch in one transaction and acknowledge it; on failure, entry by entry."""
+        entries: list[Entry] = [
+            (_text(key), _text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+            for key, batch in response or []
+            for entry_id, fields in batch
+        ]
+        if not entries:
             return 0
-        self._commit(events)
-        pipe = self.redis.pipeline(transaction=False)
-        for key, entry_ids in ids.items():
-            pipe.xack(key, self.group, *entry_ids)
-        pipe.execute()
-        return len(events)
+        try:
+            self._commit([decode_entry(fields) for _key, _id, fields in entries])
+            done = entries
+        except TRANSIENT:
+            raise
+        except Exception:
+            log.warning("%s: a batch of %d failed; applying it entry by entry", self.consumer, len(entries))
+            done = self._one_by_one(entries)
+        self._ack(done)
+        return len(entries)
+
+    def _one_by_one(self, entries: list[Entry]) -> list[Entry]:
+        done = []
+        for entry in entries:
+            key, entry_id, fields = entry
+            try:
+                self._commit([decode_entry(fields)])
+                done.append(entry)
+            except TRANSIENT:
+                self._ack(done)
+                raise
+            except Exception as exc:
+                attempts = self._deliveries(key, entry_id)
+                if attempts >= self.settings.max_deliveries:
+                    self._dead_letter(entry, exc, attempts)
+                    done.append(entry)
+                else:
+                    log.warning(
+                        "%s: entry %s of %s failed (delivery %d of %d; retried after %d ms): %r",
+                        self.consumer, entry_id, key, attempts, self.settings.max_deliveries,
+                        self.settings.claim_idle_ms, exc,
+                    )  # fmt: skip
+        return done
 
     @retry(
-        retry=retry_if_exception_type(sqlalchemy.exc.DBAPIError),
-        wait=wait_random_exponential(multiplier=0.05, max=2),
-        stop=stop_after_attempt(5),
+        retry=retry_if_exception_type(sqlalchemy.exc.OperationalError),  # deadlock, serialization, lost link
+        wait=wait_random_exponential(multiplier=0.05, max=1),
+        stop=stop_after_attempt(3),
         reraise=True,
     )
     def _commit(self, events: list[RecordedEvent]) -> None:
         with self.engine.begin() as conn:
             apply_batch(conn, self.projection, events)
+
+    def _deliveries(self, key: str, entry_id: str) -> int:
+        pending = self.redis.xpending_range(key, self.group, min=entry_id, max=entry_id, count=1)
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    def _dead_letter(self, entry: Entry, exc: Exception, attempts: int) -> None:
+        key, entry_id, fields = entry
+        try:
+            event: RecordedEvent | None = decode_entry(fields)
+        except Exception:
+            event = None
+        error = f"{type(exc).__name__}: {exc}"
+        with self.engine.begin() as conn:
+            letter = deadletters.record(conn, self.group, key, entry_id, fields, event, error, self.consumer, attempts)
+        copy: dict[Any, Any] = {
+            **fields,
+            "dead_letter_id": letter,
+            "projection": self.group,
+            "stream": key,
+            "entry_id": entry_id,
+            "error": error[:1000],
+            "consumer": self.consumer,
+            "attempts": attempts,
+            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.redis.xadd(dead_letter_key(self.settings.key_prefix), copy)
+        log.error("%s: dead-lettered %s %s after %d deliveries: %s", self.consumer, key, entry_id, attempts, error)
+
+    def _ack(self, entries: list[Entry]) -> None:
+        ids: dict[str, list[str]] = defaultdict(list)
+        for key, entry_id, _fields in entries:
+            ids[key].append(entry_id)
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, entry_ids in ids.items():
+                pipe.xack(key, self.group, *entry_ids)
+            pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -3,18 +3,23 @@
 Why an outbox and not a cursor over `events.position`: positions come from a sequence, so a
 transaction that took position 41 can commit after one that took 42. A reader tailing by position
 would pass 41 and never see it (the "gap" problem). The outbox row is inserted in the event's own
-transaction and deleted only after XADD succeeded, so a late commit simply shows up later.
+transaction, so a late commit simply shows up later among the unpublished rows.
 
 Only one relay publishes at a time: it holds a session-level PostgreSQL advisory lock on a dedicated
 connection. Standbys try the lock every second; if the leader dies, its connection closes, the lock
-is released and a standby takes over. A crash between XADD and the DELETE republishes a batch;
-consumers recognise the duplicates by version (see workers/consumer.py).
+is released and a standby takes over. A crash between XADD and marking the rows published
+republishes a batch; consumers recognise the duplicates by version (see workers/checkpoints.py).
+
+The leader also keeps Redis bounded and honest (workers/retention.py): it trims each stream, and
+forgets outbox rows, only behind every group's acknowledged entry; and when a stream lost entries it
+had written, it publishes that partition's retained rows again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import psycopg
 import redis
@@ -22,9 +27,10 @@ import sqlalchemy.exc
 from redis import Redis
 from sqlalchemy import Engine
 
-from app import eventstore
 from app.config import Settings
-from app.streams import encode_entry, stream_key_for
+from app.streams import encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
+from workers import outbox
+from workers.retention import acknowledged_below, lost_entries
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +42,25 @@ TRANSIENT = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, redis.Co
 class Relay:
     def __init__(self, settings: Settings, engine: Engine, redis_client: Redis, stop: threading.Event) -> None:
         self.settings, self.engine, self.redis, self.stop = settings, engine, redis_client, stop
+        self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
         self.poll_seconds = 1.0
 
     def run(self) -> None:
         """Until stopped: become leader, then publish whatever the outbox holds."""
+        backoff = 0.1
         while not self.stop.is_set():
             try:
                 self._lead_if_possible()
+                backoff = 0.1
             except TRANSIENT as exc:
-                log.warning("relay lost a connection (%s); retrying in 1s", exc)
-                self.stop.wait(1.0)
+                log.warning("relay lost a connection (%s); retrying in %.1fs", exc, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def _lead_if_possible(self) -> None:
-        with psycopg.connect(self.settings.database_url, autocommit=True) as lock_conn:
+        with psycopg.connect(
+            self.settings.database_url, autocommit=True, connect_timeout=5, application_name=relay_name()
+        ) as lock_conn:
             while not self.stop.is_set():
                 acquired = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
                 if acquired and acquired[0]:
@@ -56,25 +68,69 @@ class Relay:
                 self.stop.wait(self.poll_seconds)
             else:
                 return
-            log.info("relay is the leader")
+            log.info("relay %s is the leader", relay_name())
             lock_conn.execute(f"LISTEN {CHANNEL}")
-            while not self.stop.is_set():
-                if self.publish_batch() < self.settings.relay_batch_size:
-                    for _ in lock_conn.notifies(timeout=self.poll_seconds, stop_after=1):
-                        pass
+            self._lead(lock_conn)
             lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
             log.info("relay released leadership")
 
+    def _lead(self, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        interval = self.settings.retention_interval_ms / 1000
+        next_upkeep = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() >= next_upkeep:
+                self.repair_lost_streams()
+                self.trim_acknowledged()
+                next_upkeep = time.monotonic() + interval
+            if self.publish_batch() < self.settings.relay_batch_size:
+                wait = max(0.0, min(self.poll_seconds, next_upkeep - time.monotonic()))
+                for _ in lock_conn.notifies(timeout=wait, stop_after=1):
+                    pass
+
     def publish_batch(self) -> int:
-        """XADD the oldest outbox events (pipelined), then delete their outbox rows. Returns how many."""
+        """XADD the oldest unpublished events (pipelined), then record where they went. Returns how many."""
+        partitions = self.settings.stream_partitions
         with self.engine.begin() as conn:
-            events = eventstore.read_outbox(conn, self.settings.relay_batch_size)
+            events = outbox.unpublished(conn, self.settings.relay_batch_size)
             if not events:
                 return 0
             pipe = self.redis.pipeline(transaction=False)
-            for event in events:
-                key = stream_key_for(self.settings.key_prefix, self.settings.stream_partitions, event.stream_id)
-                pipe.xadd(key, encode_entry(event))  # type: ignore[arg-type]
-            pipe.execute()
-            eventstore.remove_from_outbox(conn, [e.position for e in events])
+            targets = [partition_of(partitions, event.stream_id) for event in events]
+            for event, partition in zip(events, targets, strict=True):
+                pipe.xadd(self.keys[partition], encode_entry(event))  # type: ignore[arg-type]
+            ids = pipe.execute()
+            outbox.mark_published(
+                conn,
+                [(e.position, p, parse_entry_id(i)) for e, p, i in zip(events, targets, ids, strict=True)],
+            )
         return len(events)
+
+    def repair_lost_streams(self) -> None:
+        """Publish again what a partition stream lost (PostgreSQL is the truth)."""
+        with self.engine.begin() as conn:
+            for partition, last_id in outbox.last_published(conn).items():
+                if lost_entries(self.redis, self.keys[partition], last_id):
+                    count = outbox.republish(conn, partition)
+                    log.warning(
+                        "stream %s lost entries up to %s: publishing %d retained events again",
+                        self.keys[partition],
+                        format_entry_id(last_id),
+                        count,
+                    )
+
+    def trim_acknowledged(self) -> None:
+        """Trim streams and outbox behind the entry every group has acknowledged, never past it."""
+        for partition, key in enumerate(self.keys):
+            below = acknowledged_below(self.redis, key)
+            if below is None:
+                continue
+            self.redis.xtrim(key, minid=format_entry_id(below), approximate=False)
+            with self.engine.begin() as conn:
+                outbox.forget_acknowledged(conn, partition, below)
+
+
+def relay_name() -> str:
+    """How this relay shows in pg_stat_activity (the admin API reads the leader from there)."""
+    from workers.lifecycle import consumer_name
+
+    return f"orderstream-relay:{consumer_name()}"
