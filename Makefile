@@ -31,3 +31,6 @@ bench: $(STAMP)
 
 clean-data:
 	rm -rf .data
+
+chaos: $(STAMP)
+	$(BIN)/orderstream services -- $(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)

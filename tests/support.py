@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -75,28 +77,46 @@ class Env:
             "REDIS_URL": self.settings.redis_url,
             "ORDERSTREAM_KEY_PREFIX": self.settings.key_prefix,
             "ORDERSTREAM_CONSUMER_BLOCK_MS": str(self.settings.consumer_block_ms),
+            "ORDERSTREAM_CLAIM_IDLE_MS": str(self.settings.claim_idle_ms),
+            "ORDERSTREAM_MAX_DELIVERIES": str(self.settings.max_deliveries),
+            "ORDERSTREAM_RETENTION_INTERVAL_MS": str(self.settings.retention_interval_ms),
+            "ORDERSTREAM_RQ_QUEUE": self.settings.rq_queue,
             **extra,
         }
 
 
 @contextmanager
-def isolated_env(base: Settings, template: str) -> Iterator[Env]:
+def isolated_env(
+    base: Settings, template: str, redis_url: str | None = None, database_port: int | None = None
+) -> Iterator[Env]:
+    """A database copied from the template and a key prefix of its own; optionally another Redis,
+    or the database reached through another port (a proxy that a fault test can cut)."""
     name = f"os_test_{uuid.uuid4().hex[:12]}"
     admin(base.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    database_url = database_url_for(base.database_url, name)
+    if database_port is not None:
+        database_url = re.sub(r"@[^/]+/", f"@127.0.0.1:{database_port}/", database_url)
     settings = replace(
         base,
-        database_url=database_url_for(base.database_url, name),
+        database_url=database_url,
+        redis_url=redis_url or base.redis_url,
         key_prefix=f"ostest:{name}",
         consumer_block_ms=100,
+        claim_idle_ms=500,
+        max_deliveries=3,
+        retention_interval_ms=200,
+        rq_queue=f"ostest-{name}",
     )
     env = Env(settings, make_engine(settings), Redis.from_url(settings.redis_url), name)
     try:
         yield env
     finally:
         env.engine.dispose()
-        keys = list(env.redis.scan_iter(f"{settings.key_prefix}:*", count=1000))
-        if keys:
-            env.redis.delete(*keys)
+        with contextlib.suppress(redis.RedisError):
+            keys = list(env.redis.scan_iter(f"{settings.key_prefix}:*", count=1000))
+            keys += list(env.redis.scan_iter(f"rq:*{settings.rq_queue}*", count=1000))
+            if keys:
+                env.redis.delete(*keys)
         env.redis.close()
         admin(base.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -106,8 +126,12 @@ class Worker:
 
     def __init__(self, env: Env, *args: str, **extra_env: str) -> None:
         self.args = args
+        if args == ("rqworker",):  # a real rq worker on this environment's queue
+            argv = [str(BIN / "rq"), "worker", "--url", env.settings.redis_url, env.settings.rq_queue]
+        else:
+            argv = [str(BIN / "orderstream"), *args]
         self.proc = subprocess.Popen(
-            [str(BIN / "orderstream"), *args],
+            argv,
             env=env.process_env(**extra_env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

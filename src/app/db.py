@@ -19,5 +19,7 @@ def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 3},
         json_serializer=lambda obj: json.dumps(obj, separators=(",", ":")),
     )

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from app.config import Settings
 from app.db import make_engine
 from app.events import catalogue
-from app.problems import Api
+from app.problems import Api, install_unavailable
 from app.web import install_request_ids
 
 
@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: API blueprints, OpenAPI + Swagger UI (local assets), rq-dashboard."""
     import rq_dashboard
 
+    from app.admin import blp as admin_blp
     from commands.views import blp as commands_blp
     from queries.views import blp as queries_blp
 
@@ -47,10 +48,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         "redis": Redis.from_url(settings.redis_url),
     }
     install_request_ids(app)
+    install_unavailable(app)
 
     api = Api(app)
     api.register_blueprint(commands_blp)
     api.register_blueprint(queries_blp)
+    api.register_blueprint(admin_blp)
 
     app.register_blueprint(
         Blueprint(

@@ -8,7 +8,9 @@ from typing import Any
 
 import flask_smorest
 import marshmallow as ma
-from flask import Response, json
+import psycopg
+import sqlalchemy.exc
+from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -66,3 +68,21 @@ def _detail(status: int, error: HTTPException, errors: Any) -> str:
     if status >= 500:
         return "the server failed to handle this request; it has been logged"
     return error.description or HTTPStatus(status).description
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def install_unavailable(app: Flask) -> None:
+    """A lost database answers 503 with Retry-After: the command did not happen, try again later."""
+
+    def _unavailable(exc: Exception) -> Response:
+        log.warning("database unavailable: %s", exc)
+        return problem(
+            503,
+            "the database is unavailable; nothing was changed, retry shortly",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    for error in (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, psycopg.OperationalError):
+        app.register_error_handler(error, _unavailable)

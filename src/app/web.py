@@ -10,12 +10,19 @@ from flask import Flask, Response, current_app, g, request
 from redis import Redis
 from sqlalchemy import Engine
 
+from app.config import Settings
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def engine() -> Engine:
     """The process's SQLAlchemy engine."""
     return current_app.extensions["orderstream"]["engine"]
+
+
+def settings() -> Settings:
+    """The process's settings."""
+    return current_app.extensions["orderstream"]["settings"]
 
 
 def redis_client() -> Redis:

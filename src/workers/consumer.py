@@ -90,12 +90,13 @@ class ConsumerGroupRunner:
                     raise
 
     def drain_own_pending(self) -> None:
-        """Entries delivered to this consumer name before a restart and never acknowledged."""
+        """Entries delivered to this consumer name before a restart and never acknowledged.
+        Stops when a batch acknowledges nothing: what still fails is retried by claim_stale later."""
         while not self.stop.is_set() and self.process(self._read("0")):
             pass
 
     def step(self) -> int:
-        """Read and process one batch of new entries; returns how many entries it handled."""
+        """Read and process one batch of new entries; returns how many it acknowledged."""
         return self.process(self._read(">", block=self.settings.consumer_block_ms))
 
     def claim_stale(self) -> int:
@@ -126,7 +127,8 @@ class ConsumerGroupRunner:
         )
 
     def process(self, response: Any) -> int:
-        """Apply a batch in one transaction and acknowledge it; on failure, entry by entry."""
+        """Apply a batch in one transaction and acknowledge it; on failure, entry by entry.
+        Returns how many entries it acknowledged."""
         entries: list[Entry] = [
             (_text(key), _text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
             for key, batch in response or []
@@ -143,7 +145,7 @@ class ConsumerGroupRunner:
             log.warning("%s: a batch of %d failed; applying it entry by entry", self.consumer, len(entries))
             done = self._one_by_one(entries)
         self._ack(done)
-        return len(entries)
+        return len(done)
 
     def _one_by_one(self, entries: list[Entry]) -> list[Entry]:
         done = []

@@ -25,7 +25,7 @@ import psycopg
 import redis
 import sqlalchemy.exc
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from app.config import Settings
 from app.streams import encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
@@ -134,3 +134,15 @@ def relay_name() -> str:
     from workers.lifecycle import consumer_name
 
     return f"orderstream-relay:{consumer_name()}"
+
+
+def current_leader(conn: Connection) -> str | None:
+    """The application name of the relay holding the leader lock in this database, if any."""
+    return conn.execute(
+        text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :objid AND l.database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"objid": LEADER_LOCK & 0xFFFFFFFF},
+    ).scalar()
