@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos clean-data
+.PHONY: run test lint bench bench-rebuild chaos clean-data
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,6 @@ clean-data:
 
 chaos: $(STAMP)
 	$(BIN)/orderstream services -- $(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
+
+bench-rebuild: $(STAMP)
+	$(BIN)/orderstream services -- $(BIN)/python bench/rebuild.py $(BENCH_ARGS)

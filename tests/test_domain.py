@@ -25,7 +25,7 @@ from commands.order import MAX_LINES, Order
 ID = "order-1"
 CREATED = OrderCreated(ID, "c-1", "EUR", (Line("A", 2, Decimal("9.99")),))
 PAID = PaymentProcessed(ID, Decimal("19.98"), "psp-1")
-SHIPPED = ProductShipped(ID, "DHL", "T-1")
+SHIPPED = ProductShipped(ID, "DHL", "T-1", "standard")
 
 
 def given(*events: object) -> Order:
@@ -144,3 +144,11 @@ def test_amounts_are_formatted_with_the_currency_minor_units() -> None:
     assert format_amount(Decimal("19.9"), "EUR") == "19.90"
     assert format_amount(Decimal("1000"), "JPY") == "1000"
     assert format_amount(Decimal("1.2"), "KWD") == "1.200"
+
+
+def test_version_1_shipments_are_upcast_to_the_standard_service_level() -> None:
+    v1 = {"order_id": ID, "carrier": "DHL", "tracking_number": "T-1"}
+    assert from_payload("ProductShipped", v1, schema_version=1) == SHIPPED
+    v2 = {**v1, "service_level": "express"}
+    assert from_payload("ProductShipped", v2, schema_version=2).service_level == "express"
+    assert given(CREATED, PAID).ship("UPS", "T-2", "next_day") == [ProductShipped(ID, "UPS", "T-2", "next_day")]

@@ -84,19 +84,21 @@ def write_orders(env: Env, count: int, items: int = 3) -> list[str]:
 
 
 def test_a_dead_projectors_entries_are_claimed_by_a_live_one(fresh_env: Env) -> None:
-    """kill -9 a projector mid-batch under load; the survivor claims its pending entries (XAUTOCLAIM)."""
-    with workers(fresh_env, ("relay",)), workers(fresh_env, ("projector", "--name", "survivor")):
+    """kill -9 a projector mid-batch under load; a live one claims its pending entries (XAUTOCLAIM)."""
+    with workers(fresh_env, ("relay",)):
         with workers(fresh_env, ("projector", "--name", "victim"), ORDERSTREAM_CONSUMER_BATCH="5") as (victim,):
             write_orders(fresh_env, 20)
             wait_for(lambda: fresh_env.scalar("SELECT count(*) FROM order_summaries") > 0, what="projecting")
             victim.kill()
         # Make sure the dead consumer holds entries it read but never applied, as a kill mid-batch leaves.
         write_orders(fresh_env, 10)
+        wait_for(lambda: fresh_env.unpublished() == 0, what="publishing")
         keys = {f"{fresh_env.settings.key_prefix}:events:{n}": ">" for n in range(PARTITIONS)}
         fresh_env.redis.xreadgroup("order_summaries", "victim", keys, count=20)  # type: ignore[arg-type]
         assert pending(fresh_env, "victim") > 0
-        wait_for(lambda: pending(fresh_env, "victim") == 0, timeout=20, what="the survivor to claim them")
-        assert_exactly_once(fresh_env)
+        with workers(fresh_env, ("projector", "--name", "survivor")):
+            wait_for(lambda: pending(fresh_env, "victim") == 0, timeout=20, what="the survivor to claim them")
+            assert_exactly_once(fresh_env)
 
 
 def test_relay_leader_killed_the_standby_takes_over(fresh_env: Env) -> None:
@@ -183,6 +185,8 @@ def test_postgresql_outage_commands_fail_fast_with_503_and_nothing_pending_is_dr
     try:
         with isolated_env(base_settings, template_db, database_port=proxy.port) as env:
             client = create_app(env.settings).test_client()
+            with workers(env, ("projector",)):  # its consumer group exists before the outage
+                wait_for(lambda: _groups(env.redis, f"{env.settings.key_prefix}:events:0"), what="the group")
             with workers(env, ("relay",)):
                 write_orders(env, 10)
                 wait_for(lambda: env.unpublished() == 0, what="publishing")
@@ -216,6 +220,7 @@ def test_a_poison_event_is_dead_lettered_the_rest_flows_and_it_can_be_redriven_o
             "ALTER TABLE order_summaries ADD CONSTRAINT simulated_bug CHECK (left(customer_id, 6) <> 'poison')"
         )
     with workers(env, ("relay",), ("projector",)):
+        wait_for(lambda: _groups(env.redis, f"{env.settings.key_prefix}:events:3"), what="the projector's group")
         poison = [_place(client, customer) for customer in ("poison-1", "poison-2")]
         healthy = [_place(client, "healthy") for _ in range(10)]
         wait_for(lambda: env.scalar("SELECT count(*) FROM order_summaries") == len(healthy), what="healthy orders")

@@ -50,7 +50,8 @@ def test_order_lifecycle_reaches_the_query_side(client: FlaskClient, running: No
 
     shipped = client.post(f"/orders/{order_id}/shipments", json={"carrier": "DHL", "tracking_number": "JD01"})
     order = seen(client, order_id, shipped.json["version"])
-    assert order["status"] == "shipped" and order["shipment"] == {"carrier": "DHL", "tracking_number": "JD01"}
+    assert order["status"] == "shipped"
+    assert order["shipment"] == {"carrier": "DHL", "tracking_number": "JD01", "service_level": "standard"}
 
     delivered = client.post(f"/orders/{order_id}/delivery")
     order = seen(client, order_id, delivered.json["version"])

@@ -61,11 +61,11 @@ def test_redelivered_and_reordered_entries_leave_the_projection_unchanged(fresh_
     recorded = [e for o in orders for e in write_history(fresh_env, o, items=5, pay=True)]
     chaos = recorded + random.sample(recorded, len(recorded) // 2)  # every event once, half of them twice
     random.shuffle(chaos)
+    consumer = runner(fresh_env, "c1", threading.Event())
+    consumer.ensure_groups()
     prefix, partitions = fresh_env.settings.key_prefix, fresh_env.settings.stream_partitions
     for event in chaos:
         fresh_env.redis.xadd(stream_key_for(prefix, partitions, event.stream_id), encode_entry(event))  # type: ignore[arg-type]
-    consumer = runner(fresh_env, "c1", threading.Event())
-    consumer.ensure_groups()
     while consumer.step():
         pass
     for order_id in orders:

@@ -12,9 +12,11 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from app.web import engine, redis_client, settings
+from queries.projections import PROJECTIONS
 from workers import deadletters
 
 blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operating orderstream")
@@ -166,3 +168,96 @@ def _job(job: Job) -> dict[str, Any]:
         "error": (failure.exc_string or "").strip().splitlines()[-1] if failure and failure.exc_string else None,
         "meta": job.get_meta(refresh=True),
     }
+
+
+class RebuildSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    status = ma.fields.String(required=True)
+    job_id = ma.fields.String(allow_none=True)
+    events_total = ma.fields.Integer(required=True)
+    events_done = ma.fields.Integer(required=True)
+    rate = ma.fields.Float(allow_none=True, metadata={"description": "events per second"})
+    requested_at = ma.fields.DateTime(required=True)
+    started_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+
+
+class ProjectionSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    consumer_group = ma.fields.String(required=True)
+    tables = ma.fields.List(ma.fields.String(), required=True)
+    orders_tracked = ma.fields.Integer(required=True, metadata={"description": "orders with a checkpoint"})
+    events_applied = ma.fields.Integer(required=True, metadata={"description": "events folded in (or skipped)"})
+    lag_events = ma.fields.Integer(required=True, metadata={"description": "events in the log not yet folded in"})
+    rebuild = ma.fields.Nested(RebuildSchema, allow_none=True, metadata={"description": "the latest rebuild"})
+
+
+_REBUILD_COLUMNS = ", ".join(RebuildSchema().fields)
+
+
+@blp.route("/projections")
+class Projections(MethodView):
+    @blp.response(200, ProjectionSchema(many=True))
+    def get(self) -> Any:
+        """Each projection: its consumer group, how far it got, and its latest rebuild"""
+        with engine().connect() as conn:
+            events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+            out = []
+            for name, projection in PROJECTIONS.items():
+                tracked, applied = conn.execute(
+                    text(
+                        "SELECT count(*), coalesce(sum(version), 0) FROM projection_checkpoints WHERE projection = :p"
+                    ),
+                    {"p": name},
+                ).one()
+                rebuild = conn.execute(
+                    text(f"SELECT {_REBUILD_COLUMNS} FROM projection_rebuilds WHERE projection = :p ORDER BY id DESC"),
+                    {"p": name},
+                ).first()
+                out.append(
+                    {
+                        "name": name,
+                        "consumer_group": name,
+                        "tables": list(projection.tables),
+                        "orders_tracked": tracked,
+                        "events_applied": applied,
+                        "lag_events": max(events - applied, 0),
+                        "rebuild": dict(rebuild._mapping) if rebuild else None,
+                    }
+                )
+            return out
+
+
+@blp.route("/projections/<string:name>/rebuild")
+class Rebuild(MethodView):
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, description="no such projection")
+    @blp.alt_response(409, description="a rebuild of this projection is already under way")
+    def post(self, name: str) -> Any:
+        """Rebuild a projection from the event store in the background (shadow tables, then an atomic swap)"""
+        if name not in PROJECTIONS:
+            raise NotFound(f"no projection {name!r}; there are {', '.join(PROJECTIONS)}")
+        try:
+            with engine().begin() as conn:
+                rebuild_id = conn.execute(
+                    text("INSERT INTO projection_rebuilds (projection, status) VALUES (:p, 'queued') RETURNING id"),
+                    {"p": name},
+                ).scalar_one()
+        except IntegrityError:
+            abort(409, message=f"a rebuild of {name} is already under way: see GET /admin/projections")
+        job = Queue(settings().rq_queue, connection=redis_client()).enqueue(
+            "workers.jobs.rebuild_projection",
+            name,
+            rebuild_id,
+            description=f"rebuild projection {name} from the event store (rebuild {rebuild_id})",
+            meta={"projection": name, "rebuild_id": rebuild_id, "step": "queued"},
+            job_timeout=24 * 3600,
+            result_ttl=7 * 86400,
+            failure_ttl=7 * 86400,
+        )
+        with engine().begin() as conn:
+            conn.execute(
+                text("UPDATE projection_rebuilds SET job_id = :j WHERE id = :id"), {"j": job.id, "id": rebuild_id}
+            )
+        return _job(job), 202, {"Location": url_for("admin.BackgroundJob", job_id=job.id)}

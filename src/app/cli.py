@@ -101,6 +101,40 @@ def services(argv: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.argument("projection")
+def rebuild(projection: str) -> None:
+    """Rebuild a projection from the event store (shadow tables, then an atomic swap), with progress."""
+    from tqdm import tqdm
+
+    from app.db import make_engine
+    from queries.projections import PROJECTIONS
+    from workers.rebuild import rebuild as rebuild_projection
+    from workers.replay import Progress
+
+    if projection not in PROJECTIONS:
+        raise click.BadParameter(f"choose one of {', '.join(PROJECTIONS)}", param_hint="PROJECTION")
+    engine = make_engine(Settings.from_env(), pool_size=2)
+    with tqdm(unit="event", unit_scale=True, desc=f"rebuilding {projection}") as bar:
+
+        def show(step: str, progress: Progress) -> None:
+            bar.total = progress.total
+            bar.update(progress.done - bar.n)
+            bar.set_postfix_str(step)
+
+        done = rebuild_projection(engine, PROJECTIONS[projection], on_progress=show)
+    engine.dispose()
+    click.echo(f"{projection} rebuilt from {done.done} events ({done.rate:.0f} events/s)")
+
+
+@main.command()
+def catalogue() -> None:
+    """Print the event catalogue (every event type and schema version) as Markdown."""
+    from app.events import catalogue_markdown
+
+    click.echo(catalogue_markdown(), nl=False)
+
+
+@main.command()
 def relay() -> None:
     """Run an outbox relay (one is leader, others stand by)."""
     from workers.main import run_relay

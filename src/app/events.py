@@ -8,6 +8,7 @@ code base read `catalogue()` (published in the OpenAPI document) to learn the sh
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +26,8 @@ class Line:
 
 @dataclass(frozen=True)
 class OrderCreated:
+    """A customer placed an order with its first items."""
+
     order_id: str
     customer_id: str
     currency: str
@@ -33,6 +36,8 @@ class OrderCreated:
 
 @dataclass(frozen=True)
 class ItemAdded:
+    """Units of a SKU were added to a pending order (quantities of a SKU already there add up)."""
+
     order_id: str
     sku: str
     quantity: int
@@ -41,12 +46,16 @@ class ItemAdded:
 
 @dataclass(frozen=True)
 class ItemRemoved:
+    """A SKU was removed from a pending order."""
+
     order_id: str
     sku: str
 
 
 @dataclass(frozen=True)
 class PaymentProcessed:
+    """The order was paid, for exactly its total."""
+
     order_id: str
     amount: Decimal
     reference: str
@@ -54,18 +63,25 @@ class PaymentProcessed:
 
 @dataclass(frozen=True)
 class ProductShipped:
+    """A paid order was handed to a carrier."""
+
     order_id: str
     carrier: str
     tracking_number: str
+    service_level: str  # since schema version 2; version 1 events are upcast to "standard"
 
 
 @dataclass(frozen=True)
 class OrderDelivered:
+    """A shipped order reached the customer."""
+
     order_id: str
 
 
 @dataclass(frozen=True)
 class OrderCancelled:
+    """A pending or paid order was cancelled; refund_amount is set when it had been paid."""
+
     order_id: str
     reason: str
     refund_amount: Decimal | None
@@ -85,7 +101,16 @@ EVENT_TYPES: dict[str, type[Any]] = {
         OrderCancelled,
     )
 }
-SCHEMA_VERSIONS: dict[str, int] = {name: 1 for name in EVENT_TYPES}
+SCHEMA_VERSIONS: dict[str, int] = {**dict.fromkeys(EVENT_TYPES, 1), "ProductShipped": 2}
+
+# Upcasters turn a stored payload of (type, version) into the payload of version + 1. Stored events
+# are never rewritten: old versions are upcast each time they are read.
+UPCASTERS: dict[tuple[str, int], tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    ("ProductShipped", 1): (
+        "service_level added; version 1 shipments were all sent at the standard level",
+        lambda payload: {**payload, "service_level": "standard"},
+    ),
+}
 
 
 class UnknownEventType(LookupError):
@@ -97,12 +122,21 @@ def to_payload(event: Event) -> dict[str, Any]:
     return {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
 
 
-def from_payload(event_type: str, payload: dict[str, Any]) -> Event:
-    """Rebuild the domain event from its type name and JSON payload."""
+def upcast(event_type: str, payload: dict[str, Any], schema_version: int) -> dict[str, Any]:
+    """The payload brought from its stored schema version to the current one."""
+    for version in range(schema_version, SCHEMA_VERSIONS[event_type]):
+        payload = UPCASTERS[(event_type, version)][1](payload)
+    return payload
+
+
+def from_payload(event_type: str, payload: dict[str, Any], schema_version: int | None = None) -> Event:
+    """Rebuild the domain event from its type name and JSON payload (of any schema version)."""
     try:
         cls = EVENT_TYPES[event_type]
     except KeyError:
         raise UnknownEventType(event_type) from None
+    if schema_version is not None:
+        payload = upcast(event_type, payload, schema_version)
     hints = get_type_hints(cls)
     return cls(**{f.name: _from_json(hints[f.name], payload[f.name]) for f in dataclasses.fields(cls)})
 
@@ -142,7 +176,7 @@ class RecordedEvent:
     recorded_at: datetime
 
     def domain_event(self) -> Event:
-        return from_payload(self.type, self.payload)
+        return from_payload(self.type, self.payload, self.schema_version)
 
     def to_json(self) -> dict[str, Any]:
         """The whole envelope as JSON, as it travels on the streams."""
@@ -158,7 +192,12 @@ def catalogue() -> dict[str, Any]:
     return {
         name: {
             "schema_version": SCHEMA_VERSIONS[name],
+            "summary": (cls.__doc__ or "").strip(),
             "fields": {f.name: _describe(hint) for f, hint in _fields_with_hints(cls)},
+            "upcasters": {
+                f"{version} -> {version + 1}": UPCASTERS[(name, version)][0]
+                for version in range(1, SCHEMA_VERSIONS[name])
+            },
         }
         for name, cls in EVENT_TYPES.items()
     }
@@ -175,3 +214,23 @@ def _describe(hint: Any) -> str:
     if hint in (Decimal, Decimal | None):
         return "decimal string" + (" or null" if hint != Decimal else "")
     return {str: "string", int: "integer"}.get(hint, str(hint))
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as the Markdown page docs/events.md (kept in step by a test)."""
+    lines = [
+        "# Event catalogue",
+        "",
+        "Generated from `src/app/events.py` by `orderstream catalogue`; a test fails when it is stale.",
+        "Payloads are JSON; money is a decimal string. Stored events keep the schema version they were",
+        "written with; readers upcast older versions on the fly (the log is never rewritten).",
+        "",
+    ]
+    for name, entry in catalogue().items():
+        lines += [f"## {name} (schema version {entry['schema_version']})", "", entry["summary"], ""]
+        lines += ["| field | type |", "|---|---|"]
+        lines += [f"| `{field}` | {kind} |" for field, kind in entry["fields"].items()]
+        for step, change in entry["upcasters"].items():
+            lines += ["", f"Upcaster {step}: {change}."]
+        lines.append("")
+    return "\n".join(lines)

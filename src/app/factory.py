@@ -19,7 +19,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     import rq_dashboard
 
     from app.admin import blp as admin_blp
+    from app.audit import blp as audit_blp
     from commands.views import blp as commands_blp
+    from queries.stats_views import blp as stats_blp
     from queries.views import blp as queries_blp
 
     settings = settings or Settings.from_env()
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = Api(app)
     api.register_blueprint(commands_blp)
     api.register_blueprint(queries_blp)
+    api.register_blueprint(stats_blp)
+    api.register_blueprint(audit_blp)
     api.register_blueprint(admin_blp)
 
     app.register_blueprint(

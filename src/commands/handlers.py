@@ -57,6 +57,7 @@ class ShipOrder:
     order_id: str
     carrier: str
     tracking_number: str
+    service_level: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ DECISIONS: dict[type, Callable[[Order, Any], list[Event]]] = {
     AddItem: lambda order, c: order.add_item(_line(c.item, order.currency)),
     RemoveItem: lambda order, c: order.remove_item(c.sku),
     PayOrder: lambda order, c: order.pay(_amount(c.amount, order.currency), c.reference),
-    ShipOrder: lambda order, c: order.ship(c.carrier, c.tracking_number),
+    ShipOrder: lambda order, c: order.ship(c.carrier, c.tracking_number, c.service_level),
     DeliverOrder: lambda order, c: order.deliver(),
     CancelOrder: lambda order, c: order.cancel(c.reason),
 }

@@ -90,9 +90,9 @@ class Order:
             raise InvalidTransition(f"payment must equal the order total {self.total} {self.currency}, got {amount}")
         return [PaymentProcessed(self.id, amount, reference)]
 
-    def ship(self, carrier: str, tracking_number: str) -> list[Event]:
+    def ship(self, carrier: str, tracking_number: str, service_level: str = "standard") -> list[Event]:
         self._require(Status.PAID, "ship")
-        return [ProductShipped(self.id, carrier, tracking_number)]
+        return [ProductShipped(self.id, carrier, tracking_number, service_level)]
 
     def deliver(self) -> list[Event]:
         self._require(Status.SHIPPED, "deliver")

@@ -10,6 +10,7 @@ from marshmallow import validate
 from app.money import ISO_4217, InvalidAmount, check_decimal_string
 from commands.order import MAX_LINES, MAX_QUANTITY
 
+SERVICE_LEVELS = ["standard", "express", "next_day"]
 SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$", error="a SKU is 1-64 letters, digits, '.', '_' or '-'")
 
 
@@ -56,6 +57,9 @@ class PayOrderSchema(ma.Schema):
 class ShipOrderSchema(ma.Schema):
     carrier = _text(100, required=True, metadata={"example": "DHL"})
     tracking_number = _text(100, required=True, metadata={"example": "JD0146000033"})
+    service_level = ma.fields.String(
+        load_default="standard", validate=validate.OneOf(SERVICE_LEVELS), metadata={"example": "express"}
+    )
 
 
 class CancelOrderSchema(ma.Schema):

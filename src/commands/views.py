@@ -124,7 +124,7 @@ class Shipments(MethodView):
     @_alt_responses
     def post(self, data: dict[str, Any], order_id: Any) -> Any:
         """Ship a paid order"""
-        return _run(handlers.ShipOrder(str(order_id), data["carrier"], data["tracking_number"]))
+        return _run(handlers.ShipOrder(str(order_id), data["carrier"], data["tracking_number"], data["service_level"]))
 
 
 @blp.route("/orders/<uuid:order_id>/delivery")

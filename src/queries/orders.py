@@ -56,6 +56,8 @@ def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
         for item in items
     ]
     order["shipment"] = (
-        {"carrier": row.carrier, "tracking_number": row.tracking_number} if row.carrier is not None else None
+        {"carrier": row.carrier, "tracking_number": row.tracking_number, "service_level": row.service_level}
+        if row.carrier is not None
+        else None
     )
     return order

@@ -81,7 +81,14 @@ def on_paid(conn: Connection, recorded: RecordedEvent, e: PaymentProcessed) -> N
 
 
 def on_shipped(conn: Connection, recorded: RecordedEvent, e: ProductShipped) -> None:
-    _update(conn, recorded, "status = 'shipped', carrier = :c, tracking_number = :t", c=e.carrier, t=e.tracking_number)
+    _update(
+        conn,
+        recorded,
+        "status = 'shipped', carrier = :c, tracking_number = :t, service_level = :level",
+        c=e.carrier,
+        t=e.tracking_number,
+        level=e.service_level,
+    )
 
 
 def on_delivered(conn: Connection, recorded: RecordedEvent, e: OrderDelivered) -> None:
@@ -109,6 +116,5 @@ ORDER_SUMMARIES = Projection(
         OrderDelivered: on_delivered,
         OrderCancelled: on_cancelled,
     },
+    tables=("order_summaries", "order_items"),
 )
-
-PROJECTIONS = {p.name: p for p in (ORDER_SUMMARIES,)}

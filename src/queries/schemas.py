@@ -23,6 +23,7 @@ class ItemSchema(ma.Schema):
 class ShipmentSchema(ma.Schema):
     carrier = ma.fields.String(required=True)
     tracking_number = ma.fields.String(required=True)
+    service_level = ma.fields.String(required=True)
 
 
 class OrderSummarySchema(ma.Schema):

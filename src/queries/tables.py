@@ -17,6 +17,7 @@ order_summaries = Table(
     Column("refunded_amount", Numeric, nullable=False),
     Column("carrier", Text),
     Column("tracking_number", Text),
+    Column("service_level", Text),
     Column("cancellation_reason", Text),
     Column("version", Integer, nullable=False),
     Column("last_position", BigInteger, nullable=False),

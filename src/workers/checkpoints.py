@@ -26,6 +26,8 @@ def apply_batch(conn: Connection, projection: Projection, events: Sequence[Recor
     for event in events:
         by_stream[event.stream_id].append(event)
     streams = sorted(by_stream)
+    # Shared with other batches of this projection; a rebuild's swap takes it exclusively.
+    conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": projection.lock_key})
     checkpoints = _lock_checkpoints(conn, projection.name, streams)
     applied, moved = 0, []
     for stream_id in streams:

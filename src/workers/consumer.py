@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import redis
 import sqlalchemy.exc
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from app.config import Settings
@@ -31,6 +32,7 @@ from app.projection import Projection
 from app.streams import dead_letter_key, decode_entry, stream_keys
 from workers import deadletters
 from workers.checkpoints import apply_batch
+from workers.replay import Progress, count_events, replay
 
 log = logging.getLogger(__name__)
 TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
@@ -75,19 +77,62 @@ class ConsumerGroupRunner:
                 log.warning("%s lost a connection (%s); retrying in %.1fs", self.consumer, exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("%s: group %s is gone (Redis lost data?); recreating it", self.consumer, self.group)
+            except Exception as exc:  # nothing is lost (unacknowledged entries stay pending): log, back off, go on
+                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                    log.warning("%s: group %s is gone (Redis lost data?); recreating it", self.consumer, self.group)
+                    continue
+                log.exception("%s failed; retrying in %.1fs", self.consumer, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def ensure_groups(self) -> None:
-        """Create the group on every partition stream, from the beginning, if it is not there."""
-        for key in self.keys:
+        """Create the group on every partition stream where it is missing.
+
+        A projection with no checkpoints at all is new: its group starts at the streams' end and the
+        history comes from the event store (streams are trimmed; the log is whole). Otherwise the
+        group was lost with Redis's data and starts from the beginning of what the stream holds.
+        """
+        missing = [key for key in self.keys if not self._has_group(key)]
+        if not missing:
+            return
+        new_projection = self._has_no_checkpoints()
+        for key in missing:
             try:
-                self.redis.xgroup_create(key, self.group, id="0", mkstream=True)
+                self.redis.xgroup_create(key, self.group, id="$" if new_projection else "0", mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+        if new_projection:
+            self.catch_up_from_log()
+
+    def _has_group(self, key: str) -> bool:
+        try:
+            return any(_text(group["name"]) == self.group for group in self.redis.xinfo_groups(key))
+        except redis.ResponseError:  # no such key
+            return False
+
+    def _has_no_checkpoints(self) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM projection_checkpoints WHERE projection = :p LIMIT 1"), {"p": self.group}
+            ).first()
+        return found is None
+
+    def catch_up_from_log(self) -> None:
+        """Fill a new projection from the whole event store (one consumer does it; the rest go live)."""
+        with self.engine.connect() as conn:
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.projection.lock_key + 1}).scalar():
+                return
+            try:
+                progress = Progress(total=count_events(conn))
+                log.info("%s: new projection %s, replaying %d events", self.consumer, self.group, progress.total)
+                replay(self.engine, self.projection, progress, on_poison=self._dead_letter_from_log)
+                log.info(
+                    "%s: %s caught up (%d events, %.0f/s)", self.consumer, self.group, progress.done, progress.rate
+                )
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.projection.lock_key + 1})
+                conn.commit()
 
     def drain_own_pending(self) -> None:
         """Entries delivered to this consumer name before a restart and never acknowledged.
@@ -206,6 +251,11 @@ class ConsumerGroupRunner:
         }
         self.redis.xadd(dead_letter_key(self.settings.key_prefix), copy)
         log.error("%s: dead-lettered %s %s after %d deliveries: %s", self.consumer, key, entry_id, attempts, error)
+
+    def _dead_letter_from_log(self, event: RecordedEvent, exc: Exception) -> None:
+        """An event that fails while a new projection replays the log: recorded like a stream entry's."""
+        entry = ("event-store", f"position-{event.position}", {"envelope": json.dumps(event.to_json())})
+        self._dead_letter(entry, exc, attempts=1)
 
     def _ack(self, entries: list[Entry]) -> None:
         ids: dict[str, list[str]] = defaultdict(list)

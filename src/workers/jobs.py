@@ -8,8 +8,9 @@ from rq import get_current_job
 
 from app.config import Settings
 from app.db import make_engine
-from queries.projector import PROJECTIONS
+from queries.projections import PROJECTIONS
 from workers import deadletters
+from workers.rebuild import RebuildTracker, rebuild
 
 
 def redrive_dead_letter(dead_letter_id: int) -> dict[str, Any]:
@@ -21,5 +22,20 @@ def redrive_dead_letter(dead_letter_id: int) -> dict[str, Any]:
     engine = make_engine(Settings.from_env(), pool_size=1)
     try:
         return deadletters.redrive(engine, PROJECTIONS, dead_letter_id)
+    finally:
+        engine.dispose()
+
+
+def rebuild_projection(name: str, rebuild_id: int) -> dict[str, Any]:
+    """Rebuild a projection into shadow tables and swap them in; progress goes to the job's meta."""
+    job = get_current_job()
+    engine = make_engine(Settings.from_env(), pool_size=2)
+    tracker = RebuildTracker(engine, rebuild_id, job)
+    try:
+        progress = rebuild(engine, PROJECTIONS[name], on_progress=tracker.update)
+        return {"projection": name, "events": progress.done, "rate": round(progress.rate, 1)}
+    except Exception as exc:
+        tracker.fail(exc)
+        raise
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ from redis import Redis
 
 from app.config import Settings
 from app.db import make_engine
-from queries.projector import PROJECTIONS
+from queries.projections import PROJECTIONS
 from workers.consumer import ConsumerGroupRunner
 from workers.lifecycle import configure_logging, consumer_name, stop_on_signals
 from workers.relay import Relay

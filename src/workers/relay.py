@@ -56,6 +56,10 @@ class Relay:
                 log.warning("relay lost a connection (%s); retrying in %.1fs", exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception:  # a bug must not take the relay down for good: log it, step down, retry
+                log.exception("relay failed; stepping down and retrying in %.1fs", backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def _lead_if_possible(self) -> None:
         with psycopg.connect(

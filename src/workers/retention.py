@@ -21,8 +21,9 @@ def acknowledged_below(client: Redis, key: str) -> EntryId | None:
         return None
     bounds = []
     for group in groups:
-        if group["pending"]:
-            oldest = client.xpending(key, group["name"])["min"]
+        # The oldest pending entry, if any: the count in XINFO may be stale by the time we ask.
+        oldest = client.xpending(key, group["name"])["min"] if group["pending"] else None
+        if oldest is not None:
             bounds.append(parse_entry_id(oldest))
         else:
             ms, seq = parse_entry_id(group["last-delivered-id"])

@@ -1,0 +1,76 @@
+"""Sales statistics endpoints (GET only), over the sales_stats projection."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from werkzeug.exceptions import NotFound, UnprocessableEntity
+
+from app.money import ISO_4217
+from app.web import engine
+from queries import sales
+
+blp = Blueprint("stats", __name__, description="Sales statistics (the sales_stats read model)")
+
+MAX_DAYS = 3660
+
+
+class SalesArgsSchema(ma.Schema):
+    from_ = ma.fields.Date(data_key="from", metadata={"description": "first day (UTC), default 30 days ago"})
+    to = ma.fields.Date(metadata={"description": "last day (UTC), inclusive, default today"})
+    currency = ma.fields.String(validate=ma.validate.OneOf(sorted(ISO_4217)))
+
+
+class DaySchema(ma.Schema):
+    day = ma.fields.Date(required=True)
+    currency = ma.fields.String(required=True)
+    orders = ma.fields.Integer(required=True, metadata={"description": "orders placed that day"})
+    revenue = ma.fields.String(required=True, metadata={"description": "payments received that day"})
+    refunds = ma.fields.String(required=True, metadata={"description": "refunds for paid orders cancelled that day"})
+    net = ma.fields.String(required=True)
+
+
+class CurrencyStatsSchema(ma.Schema):
+    currency = ma.fields.String(required=True)
+    orders = ma.fields.Integer(required=True)
+    paid_orders = ma.fields.Integer(required=True)
+    lifetime_value = ma.fields.String(required=True, metadata={"description": "payments less refunds"})
+    first_order_at = ma.fields.DateTime(required=True)
+    last_order_at = ma.fields.DateTime(required=True)
+
+
+class CustomerStatsSchema(ma.Schema):
+    customer_id = ma.fields.String(required=True)
+    orders = ma.fields.Integer(required=True)
+    by_currency = ma.fields.List(ma.fields.Nested(CurrencyStatsSchema), required=True)
+
+
+@blp.route("/stats/sales")
+class Sales(MethodView):
+    @blp.arguments(SalesArgsSchema, location="query")
+    @blp.response(200, DaySchema(many=True))
+    def get(self, args: dict[str, Any]) -> Any:
+        """Orders, revenue and refunds per day and currency"""
+        end = args.get("to") or date.today()
+        start = args.get("from_") or end - timedelta(days=30)
+        if start > end or (end - start).days > MAX_DAYS:
+            raise UnprocessableEntity(f"'from' must be on or before 'to', at most {MAX_DAYS} days apart")
+        with engine().connect() as conn:
+            return sales.daily_sales(conn, start, end, args.get("currency"))
+
+
+@blp.route("/customers/<string:customer_id>/stats")
+class CustomerStats(MethodView):
+    @blp.response(200, CustomerStatsSchema)
+    @blp.alt_response(404, description="no orders from this customer (yet)")
+    def get(self, customer_id: str) -> Any:
+        """A customer's order count and lifetime value, per currency"""
+        with engine().connect() as conn:
+            rows = sales.customer_stats(conn, customer_id)
+        if not rows:
+            raise NotFound(f"no orders from customer {customer_id!r}")
+        return {"customer_id": customer_id, "orders": sum(r["orders"] for r in rows), "by_currency": rows}

@@ -1,0 +1,107 @@
+"""Replaying the event store into a projection, in batches by position.
+
+Used to fill a brand-new read model from history, and by rebuilds (into shadow tables). Each batch
+is one transaction through the same apply_batch as live consumption, so a replay and live workers can
+overlap: whatever both see is applied once (checkpoints), whatever one misses the other applies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy.exc
+from sqlalchemy import Connection, Engine, text
+
+from app.events import RecordedEvent
+from app.eventstore import COLUMNS
+from app.projection import Projection
+from workers.checkpoints import apply_batch
+
+_BATCH = text(f"SELECT {COLUMNS} FROM events WHERE position > :after ORDER BY position LIMIT :n")
+
+
+@dataclass
+class Progress:
+    """How far a replay got: events done of total, rate and estimated time left."""
+
+    total: int
+    done: int = 0
+    started: float = 0.0
+    last_position: int = 0
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        return max(self.total - self.done, 0) / self.rate if self.rate else None
+
+
+def count_events(conn: Connection, after: int = 0) -> int:
+    return int(conn.execute(text("SELECT count(*) FROM events WHERE position > :p"), {"p": after}).scalar_one())
+
+
+def replay_batch(conn: Connection, projection: Projection, after: int, size: int) -> tuple[int, int]:
+    """Apply the next `size` events after position `after`; returns (events read, last position)."""
+    events = [RecordedEvent(**row) for row in conn.execute(_BATCH, {"after": after, "n": size}).mappings()]
+    if events:
+        apply_batch(conn, projection, events)
+    return len(events), events[-1].position if events else after
+
+
+def replay(
+    engine: Engine,
+    projection: Projection,
+    progress: Progress,
+    batch_size: int = 5000,
+    schema: str | None = None,
+    on_batch: Callable[[Progress], None] | None = None,
+    on_poison: Callable[[RecordedEvent, Exception], None] | None = None,
+) -> Progress:
+    """Replay every event after progress.last_position, until the log has no more (for now).
+
+    A batch that fails is retried event by event when `on_poison` is given, which receives each
+    event that still fails (the others are applied); without it the failure is raised.
+    """
+    progress.started = progress.started or time.monotonic()
+    while True:
+        try:
+            with engine.begin() as conn:
+                if schema:
+                    conn.execute(text(f"SET LOCAL search_path TO {schema}, public"))
+                read, last = replay_batch(conn, projection, progress.last_position, batch_size)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+            raise
+        except Exception:
+            if on_poison is None:
+                raise
+            read, last = _one_by_one(engine, projection, progress.last_position, batch_size, on_poison)
+        progress.done, progress.last_position = progress.done + read, last
+        if on_batch:
+            on_batch(progress)
+        if read < batch_size:
+            return progress
+
+
+def _one_by_one(
+    engine: Engine,
+    projection: Projection,
+    after: int,
+    size: int,
+    on_poison: Callable[[RecordedEvent, Exception], None],
+) -> tuple[int, int]:
+    with engine.connect() as conn:
+        events = [RecordedEvent(**row) for row in conn.execute(_BATCH, {"after": after, "n": size}).mappings()]
+    for event in events:
+        try:
+            with engine.begin() as conn:
+                apply_batch(conn, projection, [event])
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+            raise
+        except Exception as exc:
+            on_poison(event, exc)
+    return len(events), events[-1].position if events else after
