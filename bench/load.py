@@ -38,6 +38,8 @@ from app.embedded import free_port  # noqa: E402
 BODY = json.dumps(
     {"customer_id": "bench", "currency": "EUR", "items": [{"sku": "A-1", "quantity": 2, "unit_price": "9.99"}]}
 ).encode()
+TOKEN = f"bench-{uuid.uuid4().hex}"
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
 GUNICORN = ["--workers", "2", "--no-control-socket", "--log-level", "warning"]
 
 
@@ -86,7 +88,7 @@ def _client(port: int, until: float, out: Any) -> None:
     while time.monotonic() < until:
         start = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/orders", BODY, {"Content-Type": "application/json"})
+        conn.request("POST", "/orders", BODY, HEADERS)
         response = conn.getresponse()
         response.read()
         conn.close()
@@ -137,11 +139,11 @@ def freshness(port: int, samples: int) -> dict[str, float]:
     delays = []
     for _ in range(samples):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/orders", BODY, {"Content-Type": "application/json"})
+        conn.request("POST", "/orders", BODY, HEADERS)
         order_id = json.loads(conn.getresponse().read())["order_id"]
         answered = time.perf_counter()
         while True:
-            conn.request("GET", f"/orders/{order_id}")
+            conn.request("GET", f"/orders/{order_id}", headers=HEADERS)
             response = conn.getresponse()
             response.read()
             if response.status == 200:
@@ -175,7 +177,13 @@ def main() -> None:
         schema.upgrade(ours_db)
         with psycopg.connect(bare_db, autocommit=True) as conn:
             conn.execute("CREATE TABLE bare_orders (id uuid PRIMARY KEY, body jsonb NOT NULL)")
-        ours_env = {"DATABASE_URL": ours_db, "REDIS_URL": redis_url, "ORDERSTREAM_KEY_PREFIX": prefix}
+        ours_env = {
+            "DATABASE_URL": ours_db,
+            "REDIS_URL": redis_url,
+            "ORDERSTREAM_KEY_PREFIX": prefix,
+            "ORDERSTREAM_ADMIN_TOKEN": TOKEN,
+            "ORDERSTREAM_RATE_LIMIT": "1000000 per second",  # measure the service, not the limiter's refusals
+        }
         bare_env = {"BARE_DATABASE_URL": bare_db, "REDIS_URL": redis_url, "BARE_STREAM": f"{prefix}:bare"}
         gunicorn = str(BIN / "gunicorn")
         stack.enter_context(process([gunicorn, *GUNICORN, "-b", f"127.0.0.1:{ours_port}", "wsgi:app"], ours_env))

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from app import schema
 from app.config import Settings
 from app.factory import create_app
-from tests.support import Env, admin, database_url_for, ensure_reachable, isolated_env
+from tests.support import Env, admin, api_client, database_url_for, ensure_reachable, isolated_env
 
 
 @pytest.fixture(scope="session")
@@ -66,4 +66,5 @@ def app(env: Env) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A client with the environment's admin token."""
+    return api_client(app)

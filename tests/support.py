@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import Engine, text
 
@@ -82,6 +84,7 @@ class Env:
             "ORDERSTREAM_MAX_DELIVERIES": str(self.settings.max_deliveries),
             "ORDERSTREAM_RETENTION_INTERVAL_MS": str(self.settings.retention_interval_ms),
             "ORDERSTREAM_RQ_QUEUE": self.settings.rq_queue,
+            "ORDERSTREAM_ADMIN_TOKEN": self.settings.admin_token or "",
             **extra,
         }
 
@@ -107,6 +110,7 @@ def isolated_env(
         max_deliveries=3,
         retention_interval_ms=200,
         rq_queue=f"ostest-{name}",
+        admin_token=f"test-admin-{uuid.uuid4().hex}",
     )
     env = Env(settings, make_engine(settings), Redis.from_url(settings.redis_url), name)
     try:
@@ -198,3 +202,11 @@ def ensure_reachable(settings: Settings) -> None:
         Redis.from_url(settings.redis_url, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
         raise RuntimeError(f"Redis at {settings.redis_url} is not reachable: {exc}") from exc
+
+
+def api_client(app: Flask, token: str | None = None) -> FlaskClient:
+    """A test client that sends a bearer token (the app's admin token unless told otherwise)."""
+    client = app.test_client()
+    token = token or app.extensions["orderstream"]["settings"].admin_token
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support import Env
+from tests.support import Env, api_client
 
 ORDER = {"customer_id": "c-1", "currency": "EUR", "items": [{"sku": "A", "quantity": 2, "unit_price": "9.99"}]}
 
@@ -172,13 +172,13 @@ def test_if_match_makes_a_command_conditional(client: FlaskClient, env: Env) -> 
 
 @pytest.mark.parametrize("conditional", [False, True])
 def test_concurrent_commands_on_one_order_exactly_one_wins(app: Flask, env: Env, conditional: bool) -> None:
-    order_id = place(app.test_client())
+    order_id = place(api_client(app))
     racers = 8
     barrier = threading.Barrier(racers)
     statuses: list[int] = []
 
     def pay() -> None:
-        client = app.test_client()
+        client = api_client(app)
         barrier.wait()
         headers = {"If-Match": '"1"'} if conditional else {}
         response = client.post(

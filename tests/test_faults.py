@@ -21,7 +21,7 @@ from app.config import Settings
 from app.factory import create_app
 from tests.faults import RedisServer, TcpProxy
 from tests.projections import rebuilt, snapshot
-from tests.support import Env, isolated_env, wait_for, workers
+from tests.support import Env, api_client, isolated_env, wait_for, workers
 from tests.test_api import ORDER
 from tests.test_projector import write_history
 from workers.relay import current_leader
@@ -126,7 +126,7 @@ def test_redis_outage_commands_keep_succeeding_and_projections_converge(
     own_redis_env: Env, redis_server: RedisServer
 ) -> None:
     env = own_redis_env
-    client = create_app(env.settings).test_client()
+    client = api_client(create_app(env.settings))
     with workers(env, ("relay",), ("projector",)):
         placed = [_place(client) for _ in range(5)]
         wait_for(lambda: converged(env), what="projecting before the outage")
@@ -184,7 +184,7 @@ def test_postgresql_outage_commands_fail_fast_with_503_and_nothing_pending_is_dr
     proxy = TcpProxy(host, int(port))
     try:
         with isolated_env(base_settings, template_db, database_port=proxy.port) as env:
-            client = create_app(env.settings).test_client()
+            client = api_client(create_app(env.settings))
             with workers(env, ("projector",)):  # its consumer group exists before the outage
                 wait_for(lambda: _groups(env.redis, f"{env.settings.key_prefix}:events:0"), what="the group")
             with workers(env, ("relay",)):
@@ -213,7 +213,7 @@ def test_postgresql_outage_commands_fail_fast_with_503_and_nothing_pending_is_dr
 def test_a_poison_event_is_dead_lettered_the_rest_flows_and_it_can_be_redriven_or_discarded(fresh_env: Env) -> None:
     env = fresh_env
     app = create_app(env.settings)
-    client = app.test_client()
+    client = api_client(app)
     # A projector bug, simulated by a constraint the projection's rows for two customers violate.
     with env.engine.begin() as conn:
         conn.exec_driver_sql(

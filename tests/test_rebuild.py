@@ -8,7 +8,7 @@ from typing import Any
 
 from app.factory import create_app
 from tests.projections import rebuilt, snapshot
-from tests.support import BIN, Env, wait_for, workers
+from tests.support import BIN, Env, api_client, wait_for, workers
 from tests.test_api import ORDER
 
 
@@ -39,13 +39,13 @@ class Traffic:
             t.join()
 
     def write(self) -> None:
-        client = self.app.test_client()
+        client = api_client(self.app)
         while not self.stop.is_set():
             order_id = client.post("/orders", json=ORDER).json["order_id"]
             client.post(f"/orders/{order_id}/payments", json={"amount": "19.98", "reference": "r"})
 
     def read(self) -> None:
-        client = self.app.test_client()
+        client = api_client(self.app)
         while not self.stop.is_set():
             listed = client.get("/orders?page_size=20")
             if listed.status_code != 200:
@@ -65,7 +65,7 @@ class Traffic:
 
 def test_rebuild_through_rq_under_live_traffic_swaps_in_what_live_would_have(fresh_env: Env) -> None:
     env = fresh_env
-    client = create_app(env.settings).test_client()
+    client = api_client(create_app(env.settings))
     with workers(env, ("relay",), ("projector",)):
         for _ in range(30):
             client.post("/orders", json=ORDER)
@@ -102,7 +102,7 @@ def test_rebuild_through_rq_under_live_traffic_swaps_in_what_live_would_have(fre
 
 def test_rebuild_from_the_cli_shows_progress(fresh_env: Env) -> None:
     env = fresh_env
-    client = create_app(env.settings).test_client()
+    client = api_client(create_app(env.settings))
     with workers(env, ("relay",), ("projector",)):
         for _ in range(20):
             client.post("/orders", json=ORDER)

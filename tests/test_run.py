@@ -25,6 +25,7 @@ pytestmark = pytest.mark.embedded
 def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(ORDERSTREAM_DATA_DIR=str(data_dir), PORT=str(port), ORDERSTREAM_KEY_PREFIX="orderstream")
+    env.pop("ORDERSTREAM_ADMIN_TOKEN", None)  # make run creates and prints a development token
     return subprocess.Popen(
         [str(BIN / "orderstream"), "run"],
         env=env,
@@ -37,7 +38,7 @@ def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 def up(base: str) -> bool:
     try:
         return requests.get(f"{base}/openapi.json", timeout=2).status_code == 200
-    except requests.ConnectionError:
+    except requests.RequestException:  # refused, or accepted by a worker still starting
         return False
 
 
@@ -70,21 +71,25 @@ def test_make_run_serves_the_whole_path_and_stops_cleanly(tmp_path: Path) -> Non
     try:
         wait_for(lambda: up(base), timeout=120, interval=0.5, what=f"the API at {base}")
         assert f"{base}/docs" in log.read_text() and f"{base}/rq" in log.read_text()
+        token = (data_dir / "dev-admin-token").read_text().strip()
+        assert f"Admin token   {token}" in log.read_text()
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.get(f"{base}/orders", timeout=5).status_code == 401
         assert "swagger-ui-bundle.js" in requests.get(f"{base}/docs", timeout=5).text
 
-        order_id = requests.post(f"{base}/orders", json=ORDER, timeout=5).json()["order_id"]
+        order_id = requests.post(f"{base}/orders", json=ORDER, headers=auth, timeout=5).json()["order_id"]
         paid = requests.post(
-            f"{base}/orders/{order_id}/payments", json={"amount": "19.98", "reference": "r"}, timeout=5
+            f"{base}/orders/{order_id}/payments", json={"amount": "19.98", "reference": "r"}, headers=auth, timeout=5
         )
         assert paid.status_code == 200
 
         def paid_in_query() -> bool:
-            response = requests.get(f"{base}/orders/{order_id}", timeout=5)
+            response = requests.get(f"{base}/orders/{order_id}", headers=auth, timeout=5)
             return response.status_code == 200 and response.json()["status"] == "paid"
 
         wait_for(paid_in_query, timeout=30, what="the order to show as paid")
         workers = wait_for(
-            lambda: requests.get(f"{base}/rq/0/data/workers.json", timeout=5).json()["workers"],
+            lambda: requests.get(f"{base}/rq/0/data/workers.json", auth=("admin", token), timeout=5).json()["workers"],
             timeout=30,
             what="the rq worker in rq-dashboard",
         )
@@ -93,7 +98,8 @@ def test_make_run_serves_the_whole_path_and_stops_cleanly(tmp_path: Path) -> Non
 
         proc = start(data_dir, port, log)  # the next run reuses the data directory
         wait_for(lambda: up(base), timeout=120, interval=0.5, what="the API after a restart")
-        again = requests.get(f"{base}/orders/{order_id}", timeout=5)
+        assert f"Admin token   {token}" in log.read_text().split("Ctrl-C stops everything")[-2]  # the same token
+        again = requests.get(f"{base}/orders/{order_id}", headers=auth, timeout=5)
         assert again.status_code == 200 and again.json()["status"] == "paid"
         stop(proc, signal.SIGTERM, data_dir, log)
     finally:

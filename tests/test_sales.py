@@ -10,7 +10,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from app.factory import create_app
-from tests.support import Env, wait_for, workers
+from tests.support import Env, api_client, wait_for, workers
 from tests.test_api import ORDER
 
 
@@ -58,7 +58,7 @@ def served(client: FlaskClient) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_sales_stats_catch_up_on_the_whole_history_then_follow_live_events(fresh_env: Env) -> None:
-    client = create_app(fresh_env.settings).test_client()
+    client = api_client(create_app(fresh_env.settings))
     with workers(fresh_env, ("relay",), ("projector",)):  # only order_summaries runs, as before the feature
         for n in range(12):
             shop(client, f"cust-{n % 3}", "JPY" if n % 4 == 0 else "EUR", pay=n % 2 == 0, cancel=n % 3 == 0)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
+from app.problems import problem_responses
 from app.web import engine, redis_client, settings
 from queries.projections import PROJECTIONS
 from workers import deadletters
@@ -87,7 +88,7 @@ class DeadLetters(MethodView):
             ).scalar_one()
             rows = conn.execute(
                 text(f"SELECT {_COLUMNS} FROM dead_letters {where} ORDER BY id DESC LIMIT :n OFFSET :o"),
-                {**params, "o": pagination_parameters.first_item},
+                {**params, "o": min(pagination_parameters.first_item, 2**62)},
             )
             return [dict(r._mapping) for r in rows]
 
@@ -95,7 +96,7 @@ class DeadLetters(MethodView):
 @blp.route("/dead-letters/<int:letter_id>")
 class DeadLetter(MethodView):
     @blp.response(200, DeadLetterSchema)
-    @blp.alt_response(404, description="no such dead letter")
+    @problem_responses(blp, {404: "no such dead letter"})
     def get(self, letter_id: int) -> Any:
         """Show one dead letter"""
         return _letter(letter_id)
@@ -104,8 +105,8 @@ class DeadLetter(MethodView):
 @blp.route("/dead-letters/<int:letter_id>/redrive")
 class Redrive(MethodView):
     @blp.response(202, JobSchema)
-    @blp.alt_response(404, description="no such dead letter")
-    @blp.alt_response(409, description="the dead letter is not open")
+    @problem_responses(blp, {404: "no such dead letter"})
+    @problem_responses(blp, {409: "the dead letter is not open"})
     def post(self, letter_id: int) -> Any:
         """Re-process a dead letter in the background (an rq job, visible in rq-dashboard)"""
         letter = _letter(letter_id)
@@ -134,8 +135,8 @@ class Redrive(MethodView):
 class Discard(MethodView):
     @blp.arguments(DiscardSchema)
     @blp.response(200, DeadLetterSchema)
-    @blp.alt_response(404, description="no such dead letter")
-    @blp.alt_response(409, description="the dead letter is not open")
+    @problem_responses(blp, {404: "no such dead letter"})
+    @problem_responses(blp, {409: "the dead letter is not open"})
     def post(self, data: dict[str, Any], letter_id: int) -> Any:
         """Give up on a dead letter; the record and the reason are kept"""
         letter = _letter(letter_id)
@@ -147,12 +148,12 @@ class Discard(MethodView):
 @blp.route("/jobs/<string:job_id>")
 class BackgroundJob(MethodView):
     @blp.response(200, JobSchema)
-    @blp.alt_response(404, description="no such job")
+    @problem_responses(blp, {404: "no such job"})
     def get(self, job_id: str) -> Any:
         """Show a background job's status, result and progress"""
         try:
             return _job(Job.fetch(job_id, connection=redis_client()))
-        except NoSuchJobError:
+        except (NoSuchJobError, ValueError):  # rq refuses ids it could never have made
             abort(404, message=f"no job {job_id}")
 
 
@@ -232,8 +233,8 @@ class Projections(MethodView):
 @blp.route("/projections/<string:name>/rebuild")
 class Rebuild(MethodView):
     @blp.response(202, JobSchema)
-    @blp.alt_response(404, description="no such projection")
-    @blp.alt_response(409, description="a rebuild of this projection is already under way")
+    @problem_responses(blp, {404: "no such projection"})
+    @problem_responses(blp, {409: "a rebuild of this projection is already under way"})
     def post(self, name: str) -> Any:
         """Rebuild a projection from the event store in the background (shadow tables, then an atomic swap)"""
         if name not in PROJECTIONS:

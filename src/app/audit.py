@@ -19,6 +19,7 @@ from werkzeug.exceptions import NotFound, UnprocessableEntity
 from app.events import EVENT_TYPES, RecordedEvent
 from app.eventstore import COLUMNS
 from app.money import format_amount
+from app.problems import problem_responses
 from app.web import engine
 from commands.order import Order
 
@@ -99,7 +100,7 @@ class Feed(MethodView):
 @blp.route("/orders/<uuid:order_id>/events")
 class OrderEvents(MethodView):
     @blp.response(200, EnvelopeSchema(many=True))
-    @blp.alt_response(404, description="no such order")
+    @problem_responses(blp, {404: "no such order"})
     def get(self, order_id: Any) -> Any:
         """One order's full history, with each event's metadata"""
         events = _envelopes("WHERE stream_id = :s ORDER BY version", {"s": str(order_id)})
@@ -112,7 +113,7 @@ class OrderEvents(MethodView):
 class OrderHistory(MethodView):
     @blp.arguments(HistoryArgsSchema, location="query")
     @blp.response(200, HistoricOrderSchema)
-    @blp.alt_response(404, description="the order did not exist at that time or version")
+    @problem_responses(blp, {404: "the order did not exist at that time or version"})
     def get(self, args: dict[str, Any], order_id: Any) -> Any:
         """The order as it was at a time (`at`) or a version (`version`), folded from the log"""
         if "at" in args and "version" in args:

@@ -78,9 +78,14 @@ def run(concurrency: str) -> None:
         schema.upgrade(env["DATABASE_URL"])
         port = os.environ.get("PORT", "8000")
         base = f"http://127.0.0.1:{port}"
+        if os.environ.get("ORDERSTREAM_ADMIN_TOKEN"):
+            token_line = "  Admin token   from ORDERSTREAM_ADMIN_TOKEN"
+        else:
+            token_line = f"  Admin token   {_development_token(env['DATABASE_URL'])}  (development; Authorize in /docs)"
         click.echo(
             f"\n  API           {base}/orders\n  Swagger UI    {base}/docs\n  OpenAPI       {base}/openapi.json"
-            f"\n  rq-dashboard  {base}/rq\n\n  Ctrl-C stops everything.\n"
+            f"\n  rq-dashboard  {base}/rq  (user: anything, password: the token)\n{token_line}"
+            "\n\n  Ctrl-C stops everything.\n"
         )
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         argv = [honcho, "-f", str(REPO / "Procfile"), "-d", str(REPO), "start", "-p", port]
@@ -132,6 +137,66 @@ def catalogue() -> None:
     from app.events import catalogue_markdown
 
     click.echo(catalogue_markdown(), nl=False)
+
+
+@main.group()
+def tokens() -> None:
+    """Manage API tokens (stored hashed; a token is shown once, when created)."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
+def tokens_create(name: str, role: str) -> None:
+    """Create a token NAME with a role and print it (the only time it is shown)."""
+    from app.auth import create_token
+    from app.db import make_engine
+
+    click.echo(create_token(make_engine(Settings.from_env(), pool_size=1), name, role))
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens: name, role, created, revoked (never the tokens themselves)."""
+    from app.auth import list_tokens
+    from app.db import make_engine
+
+    for t in list_tokens(make_engine(Settings.from_env(), pool_size=1)):
+        revoked = f"revoked {t['revoked_at']:%Y-%m-%d %H:%M}" if t["revoked_at"] else "active"
+        click.echo(f"{t['name']:<24} {t['role']:<7} created {t['created_at']:%Y-%m-%d %H:%M}  {revoked}")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    """Revoke the token NAME (effective within seconds)."""
+    from app.auth import revoke_token
+    from app.db import make_engine
+
+    if not revoke_token(make_engine(Settings.from_env(), pool_size=1), name):
+        raise click.ClickException(f"no active token named {name!r}")
+    click.echo(f"revoked {name}")
+
+
+def _development_token(database_url: str) -> str:
+    """The token `make run` prints: kept in the data directory, created on first start."""
+    from app.auth import create_token, token_is_valid
+    from app.db import make_engine
+    from app.embedded import DATA_DIR
+
+    db = make_engine(Settings(database_url=database_url, redis_url=""), pool_size=1)
+    saved = DATA_DIR / "dev-admin-token"
+    try:
+        if saved.exists() and token_is_valid(db, saved.read_text().strip()):
+            return saved.read_text().strip()
+        name = f"dev-admin-{os.getpid()}"
+        token = create_token(db, name, "admin")
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        saved.write_text(token)
+        saved.chmod(0o600)
+        return token
+    finally:
+        db.dispose()
 
 
 @main.command()

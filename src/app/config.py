@@ -31,6 +31,11 @@ class Settings:
     max_deliveries: int = 5
     retention_interval_ms: int = 2_000
     rq_queue: str = "orderstream"
+    admin_token: str | None = None
+    rate_limit: str = "1000 per second"
+    idempotency_ttl_s: int = 86_400
+    read_wait_ms: int = 2_000
+    max_body_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +60,11 @@ class Settings:
             max_deliveries=int(env.get("ORDERSTREAM_MAX_DELIVERIES", "5")),
             retention_interval_ms=int(env.get("ORDERSTREAM_RETENTION_INTERVAL_MS", "2000")),
             rq_queue=env.get("ORDERSTREAM_RQ_QUEUE", "orderstream"),
+            admin_token=env.get("ORDERSTREAM_ADMIN_TOKEN") or None,
+            rate_limit=env.get("ORDERSTREAM_RATE_LIMIT", "1000 per second"),
+            idempotency_ttl_s=int(env.get("ORDERSTREAM_IDEMPOTENCY_TTL_S", "86400")),
+            read_wait_ms=int(env.get("ORDERSTREAM_READ_WAIT_MS", "2000")),
+            max_body_bytes=int(env.get("ORDERSTREAM_MAX_BODY_BYTES", str(64 * 1024))),
         )
 
     @property

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect
+from flask import Flask, redirect
 from redis import Redis
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.wrappers import Response
 
+from app.auth import install_auth
 from app.config import Settings
 from app.db import make_engine
 from app.events import catalogue
+from app.limits import install_rate_limits
 from app.problems import Api, install_unavailable
-from app.web import install_request_ids
+from app.web import install_input_guard, install_request_ids
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -25,7 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from queries.views import blp as queries_blp
 
     settings = settings or Settings.from_env()
-    app = Flask("orderstream", static_folder=None)
+    # The app's static files are Swagger UI's (a wheel, so /docs works offline).
+    app = Flask("orderstream", static_folder=str(swagger_ui_path), static_url_path="/static/swagger-ui")
     app.config.from_object(rq_dashboard.default_settings)
     app.config.update(
         API_TITLE="orderstream",
@@ -40,8 +43,18 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "description": "Event-sourced order management. Commands append events; queries read projections."
             },
             "x-event-catalogue": catalogue(),
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "a token from `orderstream tokens create NAME --role reader|writer|admin`",
+                    }
+                }
+            },
         },
-        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         RQ_DASHBOARD_REDIS_URL=settings.redis_url,
     )
     app.extensions["orderstream"] = {
@@ -50,6 +63,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         "redis": Redis.from_url(settings.redis_url),
     }
     install_request_ids(app)
+    install_input_guard(app)
+    install_auth(app)
+    install_rate_limits(app, settings)
     install_unavailable(app)
 
     api = Api(app)
@@ -59,11 +75,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(audit_blp)
     api.register_blueprint(admin_blp)
 
-    app.register_blueprint(
-        Blueprint(
-            "swagger_ui_assets", __name__, static_folder=str(swagger_ui_path), static_url_path="/static/swagger-ui"
-        )
-    )
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
 

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
 import psycopg
 import sqlalchemy.exc
 from flask import Flask, Response, json
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
+F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, with `errors` holding field-level validation messages."""
+    """RFC 9457 problem details, with `errors` holding field-level validation messages.
+
+    Other members may appear (RFC 9457 extensions), e.g. wanted_version and projected_version on a
+    read that asked for a version the projection has not reached yet.
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE
 
     type = ma.fields.String(metadata={"example": "about:blank"})
     title = ma.fields.String(metadata={"example": "Unprocessable Entity"})
@@ -27,6 +37,8 @@ class ProblemSchema(ma.Schema):
     instance = ma.fields.String()
     errors = ma.fields.Dict()
     request_id = ma.fields.String()
+    wanted_version = ma.fields.Integer()
+    projected_version = ma.fields.Integer()
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extensions: Any) -> Response:
@@ -42,10 +54,42 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
     return response
 
 
+def problem_responses(blp: flask_smorest.Blueprint, statuses: dict[int, str]) -> Callable[[F], F]:
+    """Document problem+json answers for these statuses on an endpoint."""
+
+    def decorate(view: F) -> F:
+        for status, description in statuses.items():
+            view = blp.alt_response(status, schema=ProblemSchema, description=description, content_type=PROBLEM_JSON)(
+                view
+            )
+        return view
+
+    return decorate
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api, answering every HTTP error (404, 405, 413, 422, ...) as problem+json."""
 
     ERROR_SCHEMA = ProblemSchema
+    DEFAULT_RESPONSE_CONTENT_TYPE = "application/json"
+
+    def _register_responses(self) -> None:
+        """Document every error response (and the `default` one) as application/problem+json."""
+        for status in HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        default: dict[str, Any] = {"description": "an error, as RFC 9457 problem details", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+    def _register_pagination_header(self) -> None:
+        """X-Pagination is a JSON text; documented as a string (an object would mean key=value pairs)."""
+        header = {"description": 'pagination as JSON: {"total", "total_pages", "first_page", "last_page", "page",'
+                  ' "previous_page", "next_page"}', "schema": {"type": "string"}}  # fmt: skip
+        self.spec.components.header("PAGINATION", header, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
@@ -55,9 +99,13 @@ class Api(flask_smorest.Api):
         errors = data.get("errors") or data.get("messages")
         detail = data.get("message") or _detail(status, error, errors)
         headers = dict(data.get("headers") or {})
+        if status == 429:
+            from app.limits import seconds_until_reset
+
+            headers["Retry-After"] = str(seconds_until_reset())
         if error.response is None:
             headers.update({k: v for k, v in error.get_headers() if k.lower() == "allow"})
-        return problem(status, detail, headers, errors=errors)
+        return problem(status, detail, headers, errors=errors, **(data.get("extensions") or {}))
 
 
 def _detail(status: int, error: HTTPException, errors: Any) -> str:

@@ -55,3 +55,33 @@ def install_request_ids(app: Flask) -> None:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response
+
+
+def _unstorable(text: str) -> bool:
+    """NUL and unpaired surrogates: valid in JSON and URLs, impossible to store in PostgreSQL text."""
+    return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _any_unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _unstorable(value)
+    if isinstance(value, dict):
+        return any(_any_unstorable(k) or _any_unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_any_unstorable(v) for v in value)
+    return False
+
+
+def install_input_guard(app: Flask) -> None:
+    """Refuse text PostgreSQL cannot store, before it reaches a query (a 4xx, not a 500)."""
+    from app.problems import problem
+
+    @app.before_request
+    def _guard() -> Response | None:
+        if _unstorable(request.path) or any(_unstorable(k + v) for k, v in request.args.items(multi=True)):
+            return problem(400, "the URL holds NUL characters or unpaired surrogates")
+        if request.content_length and request.is_json:
+            body = request.get_json(silent=True)
+            if body is not None and _any_unstorable(body):
+                return problem(422, "the body holds NUL characters or unpaired surrogates")
+        return None

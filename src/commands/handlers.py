@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Union
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
 from app import eventstore
 from app.events import Event, Line
@@ -101,25 +101,25 @@ DECISIONS: dict[type, Callable[[Order, Any], list[Event]]] = {
 }
 
 
-def place_order(engine: Engine, cmd: PlaceOrder, metadata: dict[str, Any]) -> Outcome:
-    """Create a new order stream with its OrderCreated event."""
+def place_order(conn: Connection, cmd: PlaceOrder, metadata: dict[str, Any]) -> Outcome:
+    """Create a new order stream with its OrderCreated event (in the caller's transaction)."""
     order_id = str(uuid.uuid4())
     lines = [_line(item, cmd.currency) for item in cmd.items]
     events = Order.place(order_id, cmd.customer_id, cmd.currency, lines)
-    with engine.begin() as conn:
-        recorded = eventstore.append(conn, order_id, 0, events, metadata)
+    recorded = eventstore.append(conn, order_id, 0, events, metadata)
     return Outcome(order_id, recorded[-1].version, recorded[-1].position)
 
 
-def handle(engine: Engine, cmd: OrderCommand, metadata: dict[str, Any], expected_version: int | None = None) -> Outcome:
-    """Run a command against an existing order; `expected_version` comes from If-Match."""
-    with engine.begin() as conn:
-        history = eventstore.load(conn, cmd.order_id)
-        if not history:
-            raise OrderNotFound(f"no order {cmd.order_id}")
-        order = Order.fold(cmd.order_id, (e.domain_event() for e in history))
-        if expected_version is not None and expected_version != order.version:
-            raise VersionMismatch(f"order {cmd.order_id} is at version {order.version}, not {expected_version}")
-        events = DECISIONS[type(cmd)](order, cmd)
-        recorded = eventstore.append(conn, cmd.order_id, order.version, events, metadata)
+def handle(
+    conn: Connection, cmd: OrderCommand, metadata: dict[str, Any], expected_version: int | None = None
+) -> Outcome:
+    """Load the order, decide, append (in the caller's transaction); `expected_version` is from If-Match."""
+    history = eventstore.load(conn, cmd.order_id)
+    if not history:
+        raise OrderNotFound(f"no order {cmd.order_id}")
+    order = Order.fold(cmd.order_id, (e.domain_event() for e in history))
+    if expected_version is not None and expected_version != order.version:
+        raise VersionMismatch(f"order {cmd.order_id} is at version {order.version}, not {expected_version}")
+    events = DECISIONS[type(cmd)](order, cmd)
+    recorded = eventstore.append(conn, cmd.order_id, order.version, events, metadata)
     return Outcome(cmd.order_id, recorded[-1].version, recorded[-1].position)

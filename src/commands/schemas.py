@@ -10,12 +10,17 @@ from marshmallow import validate
 from app.money import ISO_4217, InvalidAmount, check_decimal_string
 from commands.order import MAX_LINES, MAX_QUANTITY
 
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
 SERVICE_LEVELS = ["standard", "express", "next_day"]
 SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$", error="a SKU is 1-64 letters, digits, '.', '_' or '-'")
 
 
 class Amount(ma.fields.String):
     """Money as a decimal string ("12.50"); floats and exponents are refused so nothing is rounded."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metadata = {"pattern": AMOUNT_PATTERN, **self.metadata}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):

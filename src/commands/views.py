@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, request, url_for
+from flask import Response, json, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import Connection
 from werkzeug.exceptions import UnsupportedMediaType
 
 from app.eventstore import ConcurrencyError
 from app.money import InvalidAmount
-from app.problems import problem
-from app.web import engine, event_metadata
-from commands import handlers
+from app.problems import problem, problem_responses
+from app.web import engine, event_metadata, settings
+from commands import handlers, idempotency
 from commands.errors import InvalidTransition, ItemNotFound, OrderNotFound, VersionMismatch
 from commands.schemas import (
     CancelOrderSchema,
@@ -26,25 +28,29 @@ from commands.schemas import (
 
 blp = Blueprint("order-commands", __name__, description="Commands: each appends events to the order's stream")
 
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "description": "makes a retry safe: the same key and body return the first response and append nothing",
+}
+IDEMPOTENCY = {"parameters": [IDEMPOTENCY_KEY]}
 IF_MATCH = {
     "parameters": [
+        IDEMPOTENCY_KEY,
         {
             "in": "header",
             "name": "If-Match",
             "required": False,
             "schema": {"type": "string"},
             "description": 'ETag of the order version the command expects, e.g. "3"; 412 if it moved on',
-        }
+        },
     ]
 }
 ETAG_HEADER = {"ETag": {"description": "the order's new version", "schema": {"type": "string"}}}
 ERRORS = {404: "no such order", 409: "not allowed in the order's state", 412: "If-Match is stale"}
-
-
-def _alt_responses(view: Any) -> Any:
-    for status, description in ERRORS.items():
-        view = blp.alt_response(status, description=description)(view)
-    return view
+_alt_responses = problem_responses(blp, ERRORS)
 
 
 @blp.before_request
@@ -53,35 +59,54 @@ def _require_json() -> None:
         raise UnsupportedMediaType("send the command as application/json")
 
 
-def _answer(outcome: handlers.Outcome, status: int = 200) -> tuple[handlers.Outcome, int, dict[str, str]]:
-    return outcome, status, {"ETag": f'"{outcome.version}"'}
-
-
 def _expected_version() -> int | None:
     """The version named by If-Match; a value that is no version of ours can never match."""
     if request.if_match.star_tag or not request.headers.get("If-Match"):
         return None
     for tag in request.if_match.as_set():
-        if tag.isdigit() and len(tag) < 10:
+        if tag and tag.isdigit() and len(tag) < 10:
             return int(tag)
     return -1
 
 
-def _run(cmd: handlers.OrderCommand) -> tuple[handlers.Outcome, int, dict[str, str]]:
-    return _answer(handlers.handle(engine(), cmd, event_metadata(), _expected_version()))
+def _execute(run: Callable[[Connection], handlers.Outcome], status: int = 200) -> Any:
+    """Run a command in one transaction with its Idempotency-Key (if any) and answer it.
+
+    A retry of a completed command gets the stored response, marked `Idempotent-Replayed: true`.
+    """
+    key = request.headers.get("Idempotency-Key")
+    actor = event_metadata()["actor"]
+    with engine().begin() as conn:
+        if key is not None:
+            request_print = idempotency.fingerprint(request.method, request.path, request.get_json(silent=True))
+            stored = idempotency.claim(conn, actor, key, request_print, settings().idempotency_ttl_s)
+            if stored is not None:
+                headers = {**stored.headers, "Idempotent-Replayed": "true"}
+                return Response(json.dumps(stored.body), stored.status, headers, mimetype="application/json")
+        outcome = run(conn)
+        headers = {"ETag": f'"{outcome.version}"'}
+        if status == 201:
+            headers["Location"] = url_for("order-queries.OrderDetail", order_id=outcome.order_id)
+        if key is not None:
+            answer = idempotency.StoredResponse(status, CommandOutcomeSchema().dump(outcome), headers)
+            idempotency.complete(conn, actor, key, answer)
+    return outcome, status, headers
+
+
+def _run(cmd: handlers.OrderCommand) -> Any:
+    return _execute(lambda conn: handlers.handle(conn, cmd, event_metadata(), _expected_version()))
 
 
 @blp.route("/orders")
 class Orders(MethodView):
     @blp.arguments(PlaceOrderSchema)
     @blp.response(201, CommandOutcomeSchema, headers={"Location": {"schema": {"type": "string"}}, **ETAG_HEADER})
+    @blp.doc(**IDEMPOTENCY)
     def post(self, data: dict[str, Any]) -> Any:
         """Place an order"""
         items = tuple(handlers.NewLine(**item) for item in data["items"])
         cmd = handlers.PlaceOrder(data["customer_id"], data["currency"], items)
-        outcome, status, headers = _answer(handlers.place_order(engine(), cmd, event_metadata()), 201)
-        headers["Location"] = url_for("order-queries.OrderDetail", order_id=outcome.order_id)
-        return outcome, status, headers
+        return _execute(lambda conn: handlers.place_order(conn, cmd, event_metadata()), 201)
 
 
 @blp.route("/orders/<uuid:order_id>/items")
@@ -148,7 +173,9 @@ class Cancellation(MethodView):
         return _run(handlers.CancelOrder(str(order_id), data["reason"]))
 
 
-STATUS_OF = {
+STATUS_OF: dict[type[Exception], int] = {
+    idempotency.InvalidKey: 400,
+    idempotency.KeyReused: 422,
     OrderNotFound: 404,
     ItemNotFound: 404,
     InvalidTransition: 409,

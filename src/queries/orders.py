@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from app.money import format_amount
 from queries.tables import order_items, order_summaries
@@ -30,7 +31,7 @@ def list_orders(
         select(order_summaries)
         .where(*where)
         .order_by(order_summaries.c.created_at.desc(), order_summaries.c.order_id)
-        .offset(offset)
+        .offset(min(offset, 2**62))  # an absurd page number is an empty page, not an overflow
         .limit(limit)
     )
     total = conn.execute(select(func.count()).select_from(order_summaries).where(*where)).scalar_one()
@@ -61,3 +62,25 @@ def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
         else None
     )
     return order
+
+
+class NotYetProjected(Exception):
+    """The projection has not reached the version the client asked for within the wait."""
+
+    def __init__(self, wanted: int, projected: int) -> None:
+        super().__init__(f"the order is projected up to version {projected}, not yet {wanted}")
+        self.wanted, self.projected = wanted, projected
+
+
+def get_order_at_least(engine: Engine, order_id: str, min_version: int | None, wait_ms: int) -> dict[str, Any] | None:
+    """The order once the projection has at least `min_version` of it, polling for up to wait_ms."""
+    deadline, delay = time.monotonic() + wait_ms / 1000, 0.002
+    while True:
+        with engine.connect() as conn:
+            order = get_order(conn, order_id)
+        if min_version is None or (order is not None and order["version"] >= min_version):
+            return order
+        if time.monotonic() + delay > deadline:
+            raise NotYetProjected(min_version, order["version"] if order else 0)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)

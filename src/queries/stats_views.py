@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
 from app.money import ISO_4217
+from app.problems import problem_responses
 from app.web import engine
 from queries import sales
 
@@ -66,7 +67,7 @@ class Sales(MethodView):
 @blp.route("/customers/<string:customer_id>/stats")
 class CustomerStats(MethodView):
     @blp.response(200, CustomerStatsSchema)
-    @blp.alt_response(404, description="no orders from this customer (yet)")
+    @problem_responses(blp, {404: "no orders from this customer (yet)"})
     def get(self, customer_id: str) -> Any:
         """A customer's order count and lifetime value, per currency"""
         with engine().connect() as conn:

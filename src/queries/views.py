@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from werkzeug.exceptions import NotFound
 
-from app.web import engine
+from app.problems import problem_responses
+from app.web import engine, settings
 from queries import orders
 from queries.schemas import OrderFilterSchema, OrderSchema, OrderSummarySchema
 
 blp = Blueprint("order-queries", __name__, description="Queries: read the order projections")
 
 
+VERSION_HEADER = {
+    "X-Projection-Version": {
+        "description": "the order version this response shows (compare with a command's `version`)",
+        "schema": {"type": "string"},
+    }
+}
+
+
 @blp.route("/orders")
 class OrderList(MethodView):
+    @blp.etag
     @blp.arguments(OrderFilterSchema, location="query")
     @blp.response(200, OrderSummarySchema(many=True))
     @blp.paginate()
@@ -33,14 +45,29 @@ class OrderList(MethodView):
         return page
 
 
+class DetailArgsSchema(ma.Schema):
+    min_version = ma.fields.Integer(
+        validate=ma.validate.Range(1, 2**31 - 1),
+        metadata={
+            "description": "read your writes: wait (bounded) until the projection shows at least this version "
+            "(a command's `version`); 409 with Retry-After if it does not in time"
+        },
+    )
+
+
 @blp.route("/orders/<uuid:order_id>")
 class OrderDetail(MethodView):
-    @blp.response(200, OrderSchema)
-    @blp.alt_response(404, description="the projection has no such order (yet)")
-    def get(self, order_id: Any) -> Any:
+    @blp.etag
+    @blp.arguments(DetailArgsSchema, location="query")
+    @blp.response(200, OrderSchema, headers=VERSION_HEADER)
+    @problem_responses(blp, {404: "the projection has no such order (yet)", 409: "not yet at min_version"})
+    def get(self, args: dict[str, Any], order_id: Any) -> Any:
         """Show one order"""
-        with engine().connect() as conn:
-            order = orders.get_order(conn, str(order_id))
+        try:
+            order = orders.get_order_at_least(engine(), str(order_id), args.get("min_version"), settings().read_wait_ms)
+        except orders.NotYetProjected as exc:
+            extensions = {"wanted_version": exc.wanted, "projected_version": exc.projected}
+            abort(409, message=str(exc), headers={"Retry-After": "1"}, extensions=extensions)
         if order is None:
-            abort(404, message=f"no order {order_id} (a new order appears once the projector has applied it)")
-        return order
+            raise NotFound(f"no order {order_id} (a new order appears once the projector has applied it)")
+        return order, 200, {"X-Projection-Version": str(order["version"])}

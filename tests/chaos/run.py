@@ -98,9 +98,10 @@ class Cluster:
             proc.wait(30)
 
 
-def drive(base: str, stop: threading.Event, report: Report, lock: threading.Lock) -> None:
+def drive(base: str, token: str, stop: threading.Event, report: Report, lock: threading.Lock) -> None:
     """One client: order lifecycles, one command after another, until stopped."""
     session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
     rng = random.Random()
 
     def send(method: str, path: str, body: dict[str, object] | None = None) -> requests.Response | None:
@@ -199,7 +200,8 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
     base_url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _up(base_url), timeout=60, interval=0.2, what="the web process")
     stop, lock, last_fault = threading.Event(), threading.Lock(), [time.monotonic()]
-    threads = [threading.Thread(target=drive, args=(base_url, stop, report, lock)) for _ in range(clients)]
+    token = env.settings.admin_token or ""
+    threads = [threading.Thread(target=drive, args=(base_url, token, stop, report, lock)) for _ in range(clients)]
     threads.append(threading.Thread(target=inject, args=(cluster, redis_server, stop, report, rng, last_fault)))
     try:
         for t in threads:

@@ -1,0 +1,81 @@
+"""Idempotency keys: a retried command returns its first response and appends nothing.
+
+The key row is inserted in the command's own transaction, before the command runs, and completed
+with the response before commit. A second request with the same key waits on the row's unique
+index until the first commits (then it replays the stored response) or rolls back (then it runs).
+So two requests in flight with one key execute once. Keys are scoped to the actor (token) and
+expire after ORDERSTREAM_IDEMPOTENCY_TTL_S; only successful responses are kept (a refused command
+wrote nothing, so retrying it is safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class KeyReused(Exception):
+    """The key was used before with a different request (HTTP 422)."""
+
+
+class InvalidKey(ValueError):
+    """The header is not 1-255 printable ASCII characters (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """What makes two requests the same: method, path and the JSON body (key order ignored)."""
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim(conn: Connection, actor: str, key: str, print_: str, ttl_s: int) -> StoredResponse | None:
+    """Take the key for this request, or return the response stored for it.
+
+    The row stays invisible to others until this transaction commits; `complete` fills it in.
+    """
+    if not KEY.match(key):
+        raise InvalidKey("Idempotency-Key must be 1-255 printable ASCII characters")
+    conn.execute(text("DELETE FROM idempotency_keys WHERE actor = :a AND key = :k AND expires_at < now()"),
+                 {"a": actor, "k": key})  # fmt: skip
+    taken = conn.execute(
+        text(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, body, headers, expires_at)"
+            " VALUES (:a, :k, :f, 0, '{}', '{}', now() + make_interval(secs => :ttl))"
+            " ON CONFLICT (actor, key) DO NOTHING RETURNING key"
+        ),
+        {"a": actor, "k": key, "f": print_, "ttl": ttl_s},
+    ).first()
+    if taken:
+        return None
+    row = conn.execute(
+        text("SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE actor = :a AND key = :k"),
+        {"a": actor, "k": key},
+    ).one()
+    if row.fingerprint != print_:
+        raise KeyReused(f"Idempotency-Key {key!r} was already used for a different request")
+    return StoredResponse(row.status, row.body, row.headers)
+
+
+def complete(conn: Connection, actor: str, key: str, response: StoredResponse) -> None:
+    """Record the response the command produced (same transaction as its events)."""
+    conn.execute(
+        text(
+            "UPDATE idempotency_keys SET status = :s, body = CAST(:b AS jsonb), headers = CAST(:h AS jsonb)"
+            " WHERE actor = :a AND key = :k"
+        ),
+        {"s": response.status, "b": json.dumps(response.body), "h": json.dumps(response.headers), "a": actor, "k": key},
+    )
