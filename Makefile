@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/orderstream services -- $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench migrations wsgi.py setup.py
-	$(BIN)/ruff format --check src tests bench migrations wsgi.py setup.py
+	$(BIN)/ruff check src tests bench migrations wsgi.py setup.py gunicorn.conf.py
+	$(BIN)/ruff format --check src tests bench migrations wsgi.py setup.py gunicorn.conf.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -85,6 +85,8 @@ class Env:
             "ORDERSTREAM_RETENTION_INTERVAL_MS": str(self.settings.retention_interval_ms),
             "ORDERSTREAM_RQ_QUEUE": self.settings.rq_queue,
             "ORDERSTREAM_ADMIN_TOKEN": self.settings.admin_token or "",
+            "ORDERSTREAM_STREAMS_REDIS_URL": self.settings.streams_redis_url or "",
+            "ORDERSTREAM_STREAMS_CLUSTER": "1" if self.settings.streams_cluster else "",
             **extra,
         }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import url_for
+from flask import Response, render_template, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from rq import Queue
@@ -16,11 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from app.problems import problem_responses
-from app.web import engine, redis_client, settings
+from app.streams import stream_keys
+from app.web import engine, redis_client, request_ids, settings, streams_redis
 from queries.projections import PROJECTIONS
 from workers import deadletters
+from workers.relay import current_leader
+from workers.retention import stream_status
 
-blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operating orderstream")
+blp = Blueprint(
+    "admin", __name__, url_prefix="/admin", description="Operating orderstream", template_folder="templates"
+)
 
 STATUSES = ["open", "redriven", "discarded"]
 
@@ -120,7 +125,7 @@ class Redrive(MethodView):
             "workers.jobs.redrive_dead_letter",
             letter_id,
             description=description,
-            meta={"dead_letter_id": letter_id, "projection": letter["projection"]},
+            meta={"dead_letter_id": letter_id, "projection": letter["projection"], **request_ids()},
             result_ttl=7 * 86400,
             failure_ttl=7 * 86400,
         )
@@ -191,6 +196,9 @@ class ProjectionSchema(ma.Schema):
     orders_tracked = ma.fields.Integer(required=True, metadata={"description": "orders with a checkpoint"})
     events_applied = ma.fields.Integer(required=True, metadata={"description": "events folded in (or skipped)"})
     lag_events = ma.fields.Integer(required=True, metadata={"description": "events in the log not yet folded in"})
+    lag_seconds = ma.fields.Float(
+        required=True, metadata={"description": "age of the oldest stream entry the group has not processed"}
+    )
     rebuild = ma.fields.Nested(RebuildSchema, allow_none=True, metadata={"description": "the latest rebuild"})
 
 
@@ -202,6 +210,14 @@ class Projections(MethodView):
     @blp.response(200, ProjectionSchema(many=True))
     def get(self) -> Any:
         """Each projection: its consumer group, how far it got, and its latest rebuild"""
+        return self.get_data()
+
+    @staticmethod
+    def get_data() -> list[dict[str, Any]]:
+        ages: dict[str, float] = {}
+        for stream in streams_status():
+            for group in stream["groups"]:
+                ages[group["name"]] = max(ages.get(group["name"], 0.0), group["oldest_unprocessed_age_s"])
         with engine().connect() as conn:
             events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
             out = []
@@ -224,6 +240,7 @@ class Projections(MethodView):
                         "orders_tracked": tracked,
                         "events_applied": applied,
                         "lag_events": max(events - applied, 0),
+                        "lag_seconds": ages.get(name, 0.0),
                         "rebuild": dict(rebuild._mapping) if rebuild else None,
                     }
                 )
@@ -252,7 +269,7 @@ class Rebuild(MethodView):
             name,
             rebuild_id,
             description=f"rebuild projection {name} from the event store (rebuild {rebuild_id})",
-            meta={"projection": name, "rebuild_id": rebuild_id, "step": "queued"},
+            meta={"projection": name, "rebuild_id": rebuild_id, "step": "queued", **request_ids()},
             job_timeout=24 * 3600,
             result_ttl=7 * 86400,
             failure_ttl=7 * 86400,
@@ -262,3 +279,86 @@ class Rebuild(MethodView):
                 text("UPDATE projection_rebuilds SET job_id = :j WHERE id = :id"), {"j": job.id, "id": rebuild_id}
             )
         return _job(job), 202, {"Location": url_for("admin.BackgroundJob", job_id=job.id)}
+
+
+class ConsumerSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    pending = ma.fields.Integer(required=True)
+    idle_ms = ma.fields.Integer(required=True)
+
+
+class GroupSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    consumers = ma.fields.List(ma.fields.Nested(ConsumerSchema), required=True)
+    pending = ma.fields.Integer(required=True)
+    last_delivered_id = ma.fields.String(required=True)
+    lag = ma.fields.Integer(required=True, metadata={"description": "entries not yet delivered to the group"})
+    oldest_unprocessed_age_s = ma.fields.Float(required=True)
+
+
+class StreamSchema(ma.Schema):
+    key = ma.fields.String(required=True)
+    length = ma.fields.Integer(required=True)
+    last_entry_id = ma.fields.String(allow_none=True)
+    groups = ma.fields.List(ma.fields.Nested(GroupSchema), required=True)
+
+
+class RelaySchema(ma.Schema):
+    leader = ma.fields.String(allow_none=True, metadata={"description": "the relay holding the leader lock"})
+    backlog = ma.fields.Integer(required=True, metadata={"description": "committed events not yet published"})
+    retained = ma.fields.Integer(
+        required=True, metadata={"description": "published events not yet acknowledged by every group"}
+    )
+    oldest_unpublished_age_s = ma.fields.Float(allow_none=True)
+
+
+def streams_status() -> list[dict[str, Any]]:
+    keys = stream_keys(settings().key_prefix, settings().stream_partitions)
+    return [stream_status(streams_redis(), key) for key in keys]
+
+
+def relay_status() -> dict[str, Any]:
+    with engine().connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE o.entry_ms IS NULL) AS backlog,"
+                " count(*) FILTER (WHERE o.entry_ms IS NOT NULL) AS retained,"
+                " extract(epoch FROM now() - min(e.recorded_at) FILTER (WHERE o.entry_ms IS NULL)) AS age"
+                " FROM outbox o JOIN events e ON e.position = o.position"
+            )
+        ).one()
+        return {
+            "leader": current_leader(conn),
+            "backlog": row.backlog,
+            "retained": row.retained,
+            "oldest_unpublished_age_s": float(row.age) if row.age is not None else None,
+        }
+
+
+@blp.route("/streams")
+class Streams(MethodView):
+    @blp.response(200, StreamSchema(many=True))
+    def get(self) -> Any:
+        """Each partition stream: length, consumer groups, consumers, pending, lag, oldest pending age"""
+        return streams_status()
+
+
+@blp.route("/relay")
+class RelayStatus(MethodView):
+    @blp.response(200, RelaySchema)
+    def get(self) -> Any:
+        """The relay: who leads, and the outbox backlog"""
+        return relay_status()
+
+
+@blp.route("")
+class Overview(MethodView):
+    @blp.doc(responses={200: {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}})
+    def get(self) -> Any:
+        """The same at a glance, as a page for people"""
+        return Response(
+            render_template(
+                "admin.html", relay=relay_status(), streams=streams_status(), projections=Projections().get_data()
+            ),
+            mimetype="text/html",
+        )

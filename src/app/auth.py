@@ -23,7 +23,7 @@ from app.problems import problem
 from app.web import engine, settings
 
 ROLES = {"reader": 1, "writer": 2, "admin": 3}
-PUBLIC_PREFIXES = ("/docs", "/openapi.json", "/static/", "/healthz", "/readyz")
+PUBLIC_PREFIXES = ("/docs", "/openapi.json", "/static/", "/healthz", "/readyz", "/metrics")
 CACHE_SECONDS = 5.0  # a revoked token stops working within this long
 
 
@@ -131,7 +131,7 @@ def install_auth(app: Flask) -> None:
         token = presented_token()
         identity = _identify(cache, token) if token else None
         if identity is None:
-            challenge = 'Basic realm="orderstream"' if request.path.startswith("/rq") else 'Bearer realm="orderstream"'
+            challenge = 'Basic realm="orderstream"' if _for_browsers() else 'Bearer realm="orderstream"'
             detail = "a valid bearer token is required" if token is None else "the token is not valid (or revoked)"
             return problem(401, detail, {"WWW-Authenticate": challenge})
         name, granted = identity
@@ -139,6 +139,11 @@ def install_auth(app: Flask) -> None:
             return problem(403, f"the token {name!r} has role {granted}; this needs {role}")
         g.actor = name
         return None
+
+
+def _for_browsers() -> bool:
+    """Pages people open in a browser (rq-dashboard, the admin page) ask for HTTP Basic."""
+    return request.path.startswith("/rq") or request.path.rstrip("/") == "/admin"
 
 
 def _identify(cache: TokenCache, token: str) -> tuple[str, str] | None:

@@ -92,7 +92,7 @@ def run(concurrency: str) -> None:
         if concurrency:
             argv += ["-c", concurrency]
         path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-        code = _run_child(argv, {**env, "PATH": path}, stop_is_success=True)
+        code = _run_child(argv, {**env, "PATH": path, **_metrics_dir()}, stop_is_success=True)
     sys.exit(code)
 
 
@@ -176,6 +176,18 @@ def tokens_revoke(name: str) -> None:
     if not revoke_token(make_engine(Settings.from_env(), pool_size=1), name):
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {name}")
+
+
+def _metrics_dir() -> dict[str, str]:
+    """One fresh directory shared by every process's metrics, so one scrape of /metrics sees all."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return {}
+    from app.embedded import DATA_DIR
+
+    directory = DATA_DIR / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 
 def _development_token(database_url: str) -> str:

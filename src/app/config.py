@@ -31,6 +31,8 @@ class Settings:
     max_deliveries: int = 5
     retention_interval_ms: int = 2_000
     rq_queue: str = "orderstream"
+    streams_redis_url: str | None = None  # the event streams' Redis, if not REDIS_URL
+    streams_cluster: bool = False  # ...and whether it is a Redis Cluster
     admin_token: str | None = None
     rate_limit: str = "1000 per second"
     idempotency_ttl_s: int = 86_400
@@ -60,6 +62,8 @@ class Settings:
             max_deliveries=int(env.get("ORDERSTREAM_MAX_DELIVERIES", "5")),
             retention_interval_ms=int(env.get("ORDERSTREAM_RETENTION_INTERVAL_MS", "2000")),
             rq_queue=env.get("ORDERSTREAM_RQ_QUEUE", "orderstream"),
+            streams_redis_url=env.get("ORDERSTREAM_STREAMS_REDIS_URL") or None,
+            streams_cluster=env.get("ORDERSTREAM_STREAMS_CLUSTER", "") in ("1", "true", "yes"),
             admin_token=env.get("ORDERSTREAM_ADMIN_TOKEN") or None,
             rate_limit=env.get("ORDERSTREAM_RATE_LIMIT", "1000 per second"),
             idempotency_ttl_s=int(env.get("ORDERSTREAM_IDEMPOTENCY_TTL_S", "86400")),

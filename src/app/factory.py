@@ -12,7 +12,9 @@ from app.config import Settings
 from app.db import make_engine
 from app.events import catalogue
 from app.limits import install_rate_limits
+from app.metrics import install_metrics
 from app.problems import Api, install_unavailable
+from app.streams import streams_client
 from app.web import install_input_guard, install_request_ids
 
 
@@ -22,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from app.admin import blp as admin_blp
     from app.audit import blp as audit_blp
+    from app.health import blp as health_blp
     from commands.views import blp as commands_blp
     from queries.stats_views import blp as stats_blp
     from queries.views import blp as queries_blp
@@ -61,7 +64,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         "settings": settings,
         "engine": make_engine(settings),
         "redis": Redis.from_url(settings.redis_url),
+        "streams": streams_client(settings),
     }
+    install_metrics(app)
     install_request_ids(app)
     install_input_guard(app)
     install_auth(app)
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(stats_blp)
     api.register_blueprint(audit_blp)
     api.register_blueprint(admin_blp)
+    api.register_blueprint(health_blp)
 
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")

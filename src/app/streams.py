@@ -11,7 +11,21 @@ import json
 import zlib
 from typing import Any
 
+from redis import Redis, RedisCluster
+
+from app.config import Settings
 from app.events import RecordedEvent
+
+StreamsClient = Redis | RedisCluster
+
+
+def streams_client(settings: Settings) -> StreamsClient:
+    """The Redis that carries the event streams: REDIS_URL, or ORDERSTREAM_STREAMS_REDIS_URL, which
+    may be a Redis Cluster (ORDERSTREAM_STREAMS_CLUSTER=1). rq and rate limits stay on REDIS_URL."""
+    url = settings.streams_redis_url or settings.redis_url
+    if settings.streams_cluster:
+        return RedisCluster.from_url(url)
+    return Redis.from_url(url)
 
 
 def stream_keys(prefix: str, partitions: int) -> list[str]:

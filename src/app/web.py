@@ -6,6 +6,7 @@ import re
 import uuid
 from typing import Any
 
+import structlog
 from flask import Flask, Response, current_app, g, request
 from redis import Redis
 from sqlalchemy import Engine
@@ -25,6 +26,11 @@ def settings() -> Settings:
     return current_app.extensions["orderstream"]["settings"]
 
 
+def streams_redis() -> Any:
+    """The Redis (or Redis Cluster) that carries the event streams."""
+    return current_app.extensions["orderstream"]["streams"]
+
+
 def redis_client() -> Redis:
     """The process's Redis client."""
     return current_app.extensions["orderstream"]["redis"]
@@ -40,6 +46,11 @@ def event_metadata() -> dict[str, Any]:
     }
 
 
+def request_ids() -> dict[str, str]:
+    """This request's ids, to hand on to what it causes (events' metadata, rq jobs)."""
+    return {"request_id": g.request_id, "correlation_id": g.correlation_id}
+
+
 def install_request_ids(app: Flask) -> None:
     """Take X-Request-ID (or make one), use it as correlation id, and echo it on every response."""
 
@@ -49,6 +60,8 @@ def install_request_ids(app: Flask) -> None:
         g.request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
         correlation = request.headers.get("X-Correlation-ID", "")
         g.correlation_id = correlation if _REQUEST_ID.match(correlation) else g.request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=g.request_id, correlation_id=g.correlation_id)
 
     @app.after_request
     def _echo(response: Response) -> Response:

@@ -81,6 +81,7 @@ class Outcome:
     order_id: str
     version: int
     position: int
+    types: tuple[str, ...] = ()
 
 
 def _line(item: NewLine, currency: str) -> Line:
@@ -107,7 +108,7 @@ def place_order(conn: Connection, cmd: PlaceOrder, metadata: dict[str, Any]) -> 
     lines = [_line(item, cmd.currency) for item in cmd.items]
     events = Order.place(order_id, cmd.customer_id, cmd.currency, lines)
     recorded = eventstore.append(conn, order_id, 0, events, metadata)
-    return Outcome(order_id, recorded[-1].version, recorded[-1].position)
+    return Outcome(order_id, recorded[-1].version, recorded[-1].position, tuple(e.type for e in recorded))
 
 
 def handle(
@@ -122,4 +123,4 @@ def handle(
         raise VersionMismatch(f"order {cmd.order_id} is at version {order.version}, not {expected_version}")
     events = DECISIONS[type(cmd)](order, cmd)
     recorded = eventstore.append(conn, cmd.order_id, order.version, events, metadata)
-    return Outcome(cmd.order_id, recorded[-1].version, recorded[-1].position)
+    return Outcome(cmd.order_id, recorded[-1].version, recorded[-1].position, tuple(e.type for e in recorded))

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from werkzeug.exceptions import UnsupportedMediaType
 
 from app.eventstore import ConcurrencyError
+from app.metrics import EVENTS_APPENDED
 from app.money import InvalidAmount
 from app.problems import problem, problem_responses
 from app.web import engine, event_metadata, settings
@@ -90,6 +91,8 @@ def _execute(run: Callable[[Connection], handlers.Outcome], status: int = 200) -
         if key is not None:
             answer = idempotency.StoredResponse(status, CommandOutcomeSchema().dump(outcome), headers)
             idempotency.complete(conn, actor, key, answer)
+    for event_type in outcome.types:  # counted once committed
+        EVENTS_APPENDED.labels(event_type).inc()
     return outcome, status, headers
 
 

@@ -22,14 +22,15 @@ from typing import Any
 
 import redis
 import sqlalchemy.exc
-from redis import Redis
 from sqlalchemy import Engine, text
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from app.config import Settings
 from app.events import RecordedEvent
+from app.logs import event_context
+from app.metrics import DEAD_LETTERS, EVENTS_APPLIED
 from app.projection import Projection
-from app.streams import dead_letter_key, decode_entry, stream_keys
+from app.streams import StreamsClient, dead_letter_key, decode_entry, stream_keys
 from workers import deadletters
 from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay
@@ -47,7 +48,7 @@ class ConsumerGroupRunner:
         settings: Settings,
         projection: Projection,
         engine: Engine,
-        redis_client: Redis,
+        redis_client: StreamsClient,
         consumer: str,
         stop: threading.Event,
     ) -> None:
@@ -163,6 +164,8 @@ class ConsumerGroupRunner:
         return handled
 
     def _read(self, last_id: str, block: int | None = None) -> Any:
+        if isinstance(self.redis, redis.RedisCluster):
+            return self._read_each(last_id, block)
         return self.redis.xreadgroup(
             self.group,
             self.consumer,
@@ -170,6 +173,18 @@ class ConsumerGroupRunner:
             count=self.settings.consumer_batch_size,
             block=block,
         )
+
+    def _read_each(self, last_id: str, block: int | None) -> Any:
+        """On Redis Cluster the partitions live in different slots, and one XREADGROUP may name keys
+        of one slot only: read each partition without blocking, and pause briefly when all are empty."""
+        response: list[Any] = []
+        for key in self.keys:
+            response += self.redis.xreadgroup(
+                self.group, self.consumer, {key: last_id}, count=self.settings.consumer_batch_size
+            ) or []  # fmt: skip
+        if block and not any(entries for _key, entries in response):
+            self.stop.wait(min(block, 20) / 1000)
+        return response
 
     def process(self, response: Any) -> int:
         """Apply a batch in one transaction and acknowledge it; on failure, entry by entry.
@@ -223,7 +238,15 @@ class ConsumerGroupRunner:
     )
     def _commit(self, events: list[RecordedEvent]) -> None:
         with self.engine.begin() as conn:
-            apply_batch(conn, self.projection, events)
+            applied = apply_batch(conn, self.projection, events)
+        EVENTS_APPLIED.labels(self.group).inc(applied)
+        if log.isEnabledFor(logging.DEBUG):
+            for event in events:
+                log.debug(
+                    "event processed",
+                    extra={"projection": self.group, "event_id": event.event_id, "stream_id": event.stream_id,
+                           "version": event.version, **event_context(event.metadata)},
+                )  # fmt: skip
 
     def _deliveries(self, key: str, entry_id: str) -> int:
         pending = self.redis.xpending_range(key, self.group, min=entry_id, max=entry_id, count=1)
@@ -236,6 +259,7 @@ class ConsumerGroupRunner:
         except Exception:
             event = None
         error = f"{type(exc).__name__}: {exc}"
+        DEAD_LETTERS.labels(self.group).inc()
         with self.engine.begin() as conn:
             letter = deadletters.record(conn, self.group, key, entry_id, fields, event, error, self.consumer, attempts)
         copy: dict[Any, Any] = {
@@ -250,7 +274,9 @@ class ConsumerGroupRunner:
             "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.redis.xadd(dead_letter_key(self.settings.key_prefix), copy)
-        log.error("%s: dead-lettered %s %s after %d deliveries: %s", self.consumer, key, entry_id, attempts, error)
+        context = event_context(event.metadata) if event else {}
+        log.error("%s: dead-lettered %s %s after %d deliveries: %s", self.consumer, key, entry_id, attempts, error,
+                  extra={"dead_letter_id": letter, **context})  # fmt: skip
 
     def _dead_letter_from_log(self, event: RecordedEvent, exc: Exception) -> None:
         """An event that fails while a new projection replays the log: recorded like a stream entry's."""

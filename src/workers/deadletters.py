@@ -9,14 +9,18 @@ the event store, the truth), or discards one, which is recorded, not deleted.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
 from app import eventstore
 from app.events import RecordedEvent
+from app.logs import event_context
 from app.projection import Projection
 from workers.checkpoints import apply_batch
+
+log = logging.getLogger(__name__)
 
 
 def record(
@@ -76,6 +80,7 @@ def redrive(engine: Engine, projections: dict[str, Projection], dead_letter_id: 
         events = eventstore.load(conn, letter["stream_id"], letter["version"] - 1, letter["version"])
         if not events:
             raise NotRedrivable(f"event {letter['stream_id']} v{letter['version']} is not in the event store")
+        log.info("redriving dead letter", extra={"dead_letter_id": dead_letter_id, **event_context(events[0].metadata)})
         applied = apply_batch(conn, projections[letter["projection"]], events)
         conn.execute(
             text(

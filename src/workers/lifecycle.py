@@ -28,6 +28,6 @@ def consumer_name() -> str:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from app.logs import configure_logging as configure
+
+    configure()

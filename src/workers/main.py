@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from redis import Redis
-
 from app.config import Settings
 from app.db import make_engine
+from app.streams import streams_client
 from queries.projections import PROJECTIONS
 from workers.consumer import ConsumerGroupRunner
 from workers.lifecycle import configure_logging, consumer_name, stop_on_signals
@@ -21,7 +20,7 @@ def run_relay(settings: Settings) -> None:
     configure_logging()
     stop = stop_on_signals()
     engine = make_engine(settings, pool_size=1)
-    Relay(settings, engine, Redis.from_url(settings.redis_url), stop).run()
+    Relay(settings, engine, streams_client(settings), stop).run()
     engine.dispose()
 
 
@@ -32,7 +31,5 @@ def run_projector(settings: Settings, projection: str, name: str | None = None) 
     engine = make_engine(settings, pool_size=1)
     consumer = name or consumer_name()
     log.info("projector %s consuming for %s", consumer, projection)
-    ConsumerGroupRunner(
-        settings, PROJECTIONS[projection], engine, Redis.from_url(settings.redis_url), consumer, stop
-    ).run()
+    ConsumerGroupRunner(settings, PROJECTIONS[projection], engine, streams_client(settings), consumer, stop).run()
     engine.dispose()

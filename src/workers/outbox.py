@@ -82,3 +82,8 @@ def forget_acknowledged(conn: Connection, partition: int, below: EntryId) -> int
         ),
         {"p": partition, "ms": below[0], "seq": below[1]},
     ).rowcount
+
+
+def backlog(conn: Connection) -> int:
+    """Events committed but not yet on a stream."""
+    return int(conn.execute(text("SELECT count(*) FROM outbox WHERE entry_ms IS NULL")).scalar_one())

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from app import eventstore
+from app.metrics import REBUILD_PROGRESS
 from app.projection import Projection
 from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay
@@ -79,11 +80,15 @@ def _catch_up_with_live(conn: Connection, projection: Projection) -> int:
 class RebuildTracker:
     """Reports a rebuild's progress to its projection_rebuilds row and its rq job's meta (rq-dashboard)."""
 
-    def __init__(self, engine: Engine, rebuild_id: int, job: Any = None, every_seconds: float = 1.0) -> None:
-        self.engine, self.rebuild_id, self.job, self.every = engine, rebuild_id, job, every_seconds
+    def __init__(
+        self, engine: Engine, projection: str, rebuild_id: int, job: Any = None, every_seconds: float = 1.0
+    ) -> None:
+        self.engine, self.projection, self.rebuild_id, self.job = engine, projection, rebuild_id, job
+        self.every = every_seconds
         self.last = 0.0
 
     def update(self, step: str, progress: Progress) -> None:
+        REBUILD_PROGRESS.labels(self.projection).set(progress.done / progress.total if progress.total else 1.0)
         now = time.monotonic()
         if step == "replaying" and now - self.last < self.every:
             return

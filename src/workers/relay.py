@@ -24,13 +24,15 @@ import time
 import psycopg
 import redis
 import sqlalchemy.exc
-from redis import Redis
 from sqlalchemy import Connection, Engine, text
 
 from app.config import Settings
-from app.streams import encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
+from app.events import RecordedEvent
+from app.logs import event_context
+from app.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
+from app.streams import StreamsClient, encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
 from workers import outbox
-from workers.retention import acknowledged_below, lost_entries
+from workers.retention import acknowledged_below, lost_entries, stream_status
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ TRANSIENT = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, redis.Co
 
 
 class Relay:
-    def __init__(self, settings: Settings, engine: Engine, redis_client: Redis, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, engine: Engine, redis_client: StreamsClient, stop: threading.Event) -> None:
         self.settings, self.engine, self.redis, self.stop = settings, engine, redis_client, stop
         self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
         self.poll_seconds = 1.0
@@ -85,6 +87,7 @@ class Relay:
             if time.monotonic() >= next_upkeep:
                 self.repair_lost_streams()
                 self.trim_acknowledged()
+                self.report()
                 next_upkeep = time.monotonic() + interval
             if self.publish_batch() < self.settings.relay_batch_size:
                 wait = max(0.0, min(self.poll_seconds, next_upkeep - time.monotonic()))
@@ -103,6 +106,10 @@ class Relay:
             for event, partition in zip(events, targets, strict=True):
                 pipe.xadd(self.keys[partition], encode_entry(event))  # type: ignore[arg-type]
             ids = pipe.execute()
+            EVENTS_PUBLISHED.inc(len(ids))
+            if log.isEnabledFor(logging.DEBUG):
+                for event, entry_id in zip(events, ids, strict=True):
+                    log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
             outbox.mark_published(
                 conn,
                 [(e.position, p, parse_entry_id(i)) for e, p, i in zip(events, targets, ids, strict=True)],
@@ -131,6 +138,26 @@ class Relay:
             self.redis.xtrim(key, minid=format_entry_id(below), approximate=False)
             with self.engine.begin() as conn:
                 outbox.forget_acknowledged(conn, partition, below)
+
+    def report(self) -> None:
+        """Backlog, and each group's lag and pending entries, for /metrics (the leader is the one writer)."""
+        with self.engine.connect() as conn:
+            RELAY_BACKLOG.set(outbox.backlog(conn))
+        totals: dict[str, list[float]] = {}
+        for key in self.keys:
+            for group in stream_status(self.redis, key)["groups"]:
+                lag, pending, age = totals.setdefault(group["name"], [0, 0, 0.0])
+                totals[group["name"]] = [lag + group["lag"], pending + group["pending"],
+                                         max(age, group["oldest_unprocessed_age_s"])]  # fmt: skip
+        for name, (lag, pending, age) in totals.items():
+            CONSUMER_LAG.labels(name).set(lag)
+            CONSUMER_PENDING.labels(name).set(pending)
+            CONSUMER_LAG_SECONDS.labels(name).set(age)
+
+
+def _ids(event: RecordedEvent) -> dict[str, object]:
+    return {"event_id": event.event_id, "stream_id": event.stream_id, "version": event.version,
+            **event_context(event.metadata)}  # fmt: skip
 
 
 def relay_name() -> str:

@@ -7,13 +7,15 @@ entries the relay wrote (Redis restarted empty, or failed over to a replica that
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import redis
-from redis import Redis
 
-from app.streams import EntryId, parse_entry_id
+from app.streams import EntryId, StreamsClient, parse_entry_id
 
 
-def acknowledged_below(client: Redis, key: str) -> EntryId | None:
+def acknowledged_below(client: StreamsClient, key: str) -> EntryId | None:
     """The entry id below which every group acknowledged everything; None if no group reads the stream."""
     try:
         groups = client.xinfo_groups(key)
@@ -31,10 +33,52 @@ def acknowledged_below(client: Redis, key: str) -> EntryId | None:
     return min(bounds, default=None)
 
 
-def lost_entries(client: Redis, key: str, last_published: EntryId) -> bool:
+def lost_entries(client: StreamsClient, key: str, last_published: EntryId) -> bool:
     """True if the stream is gone or its newest id is older than the newest one the relay wrote."""
     try:
         info = client.xinfo_stream(key)
     except redis.ResponseError:  # no such key
         return True
     return parse_entry_id(info["last-generated-id"]) < last_published
+
+
+def stream_status(client: StreamsClient, key: str) -> dict[str, Any]:
+    """What an operator wants to know about one partition stream and each group reading it."""
+    try:
+        info = client.xinfo_stream(key)
+        groups = client.xinfo_groups(key)
+    except redis.ResponseError:  # no such key yet
+        return {"key": key, "length": 0, "last_entry_id": None, "groups": []}
+    now_ms = time.time() * 1000
+    described = []
+    for group in groups:
+        name = _text(group["name"])
+        last = _text(group["last-delivered-id"])
+        undelivered = client.xrange(key, min=f"({last}" if last != "0-0" else "-", max="+", count=10_000) or []
+        pending = client.xpending(key, name) if group["pending"] else {"min": None}
+        oldest = pending["min"] or (undelivered[0][0] if undelivered else None)
+        consumers = client.xinfo_consumers(key, name)
+        described.append(
+            {
+                "name": name,
+                "consumers": [
+                    {"name": _text(c["name"]), "pending": c["pending"], "idle_ms": c["idle"]} for c in consumers
+                ],
+                "pending": group["pending"],
+                "last_delivered_id": last,
+                "lag": group.get("lag") if group.get("lag") is not None else len(undelivered),
+                "oldest_unprocessed_age_s": round(max(0.0, now_ms - parse_entry_id(oldest)[0]) / 1000, 3)
+                if oldest
+                else 0.0,
+            }
+        )
+    return {
+        "key": key,
+        "length": info["length"],
+        "last_entry_id": _text(info["last-generated-id"]),
+        "groups": described,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
