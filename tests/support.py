@@ -212,3 +212,38 @@ def api_client(app: Flask, token: str | None = None) -> FlaskClient:
     token = token or app.extensions["orderstream"]["settings"].admin_token
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
+
+
+def answers(url: str, timeout: float = 2) -> bool:
+    """True once the URL answers 200 (refused, or accepted by a worker still starting: not yet)."""
+    import requests
+
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+GUNICORN = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-w", "2"]
+
+
+@contextmanager
+def web_server(env: Env, log: Path | None = None, **extra_env: str) -> Iterator[str]:
+    """The web app under gunicorn (the production config, two workers); yields its base URL."""
+    from app.embedded import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*GUNICORN, "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        env=env.process_env(**extra_env),
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb") if log else subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(f"{base}/healthz"), timeout=60, interval=0.2, what="the web server")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -7,7 +7,6 @@ rq-dashboard shows the running worker; the admin page renders. Screenshots go to
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,8 +14,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from app.embedded import free_port
-from tests.support import BIN, Env, wait_for, workers
+from tests.support import Env, wait_for, web_server, workers
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -31,27 +29,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def site(fresh_env: Env) -> Iterator[str]:
     """The web app under gunicorn, with a relay, a projector and an rq worker."""
-    port = free_port()
-    web = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        env=fresh_env.process_env(), cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        with workers(fresh_env, ("relay",), ("projector",), ("rqworker",)):
-            base = f"http://127.0.0.1:{port}"
-            wait_for(lambda: _up(base), timeout=60, what="the web server")
-            yield base
-    finally:
-        web.terminate()
-        web.wait(30)
-
-
-def _up(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+    with web_server(fresh_env) as base, workers(fresh_env, ("relay",), ("projector",), ("rqworker",)):
+        yield base
 
 
 @pytest.fixture
@@ -117,6 +96,8 @@ def test_the_admin_page_renders(site: str, browser: object, fresh_env: Env) -> N
     requests.post(f"{site}/orders", json={"customer_id": "c", "currency": "EUR",
                   "items": [{"sku": "A", "quantity": 1, "unit_price": "1.00"}]},
                   headers={"Authorization": f"Bearer {fresh_env.settings.admin_token}"}, timeout=5)  # fmt: skip
+    token = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
+    wait_for(lambda: requests.get(f"{site}/admin/relay", headers=token, timeout=5).json()["leader"], what="a leader")
     page.goto(f"{site}/admin")
     page.wait_for_selector("h2:text('Streams')")
     page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)

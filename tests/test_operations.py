@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 from flask.testing import FlaskClient
 
-from app.embedded import free_port
-from tests.support import BIN, Env, wait_for, workers
+from tests.support import Env, wait_for, web_server, workers
 from tests.test_api import ORDER
 from tests.test_faults import _groups
 
@@ -59,39 +57,21 @@ def test_one_scrape_sees_the_web_the_relay_and_the_projector(fresh_env: Env, tmp
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     extra = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "ORDERSTREAM_RETENTION_INTERVAL_MS": "100"}
-    port = free_port()
-    web = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        env=fresh_env.process_env(**extra), cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
-    try:
-        with workers(fresh_env, ("relay",), ("projector",), **extra):
-            wait_for(lambda: _get(f"{base}/healthz"), timeout=60, what="the web server")
-            for _ in range(3):
-                assert requests.post(f"{base}/orders", json=ORDER, headers=auth, timeout=5).status_code == 201
+    auth = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
+    with web_server(fresh_env, **extra) as base, workers(fresh_env, ("relay",), ("projector",), **extra):
+        for _ in range(3):
+            assert requests.post(f"{base}/orders", json=ORDER, headers=auth, timeout=5).status_code == 201
 
-            def scraped() -> str | None:
-                text = requests.get(f"{base}/metrics", timeout=5).text
-                applied = 'orderstream_events_applied_total{projection="order_summaries"} 3.0'
-                return text if applied in text and "orderstream_events_published_total 3.0" in text else None
+        def scraped() -> str | None:
+            text = requests.get(f"{base}/metrics", timeout=5).text
+            applied = 'orderstream_events_applied_total{projection="order_summaries"} 3.0'
+            return text if applied in text and "orderstream_events_published_total 3.0" in text else None
 
-            text = wait_for(scraped, timeout=30, what="metrics from every process")
-    finally:
-        web.terminate()
-        web.wait(30)
+        text = wait_for(scraped, timeout=30, what="metrics from every process")
     assert 'orderstream_events_appended_total{type="OrderCreated"} 3.0' in text
     assert 'orderstream_http_request_duration_seconds_count{endpoint="/orders",method="POST",status="201"} 3.0' in text
     assert 'orderstream_consumer_pending_entries{group="order_summaries"}' in text
     assert "orderstream_relay_backlog_events" in text
-
-
-def _get(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 @pytest.mark.parametrize("worker", ["relay", "projector"])

@@ -7,16 +7,18 @@ stops with Ctrl-C, starts again on the same data and finds the order, then stops
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from app.embedded import free_port
-from tests.support import BIN, wait_for
+from tests.support import BIN, answers, wait_for
 from tests.test_api import ORDER
 
 pytestmark = pytest.mark.embedded
@@ -36,10 +38,7 @@ def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def up(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/openapi.json", timeout=2).status_code == 200
-    except requests.RequestException:  # refused, or accepted by a worker still starting
-        return False
+    return answers(f"{base}/openapi.json")
 
 
 def closed(port: int) -> bool:
@@ -65,7 +64,10 @@ def stop(proc: subprocess.Popen[bytes], sig: signal.Signals, data_dir: Path, log
 
 
 def test_make_run_serves_the_whole_path_and_stops_cleanly(tmp_path: Path) -> None:
-    data_dir, log, port = tmp_path / "data", tmp_path / "run.log", free_port()
+    # Not under pytest's own temporary directory: pytest makes that private (0700) to the user running
+    # the tests, and the embedded PostgreSQL runs as pgserver's user, which must reach its data.
+    data_dir = Path(tempfile.mkdtemp(prefix="orderstream-run-")) / "data"
+    log, port = tmp_path / "run.log", free_port()
     base = f"http://127.0.0.1:{port}"
     proc = start(data_dir, port, log)
     try:
@@ -105,3 +107,4 @@ def test_make_run_serves_the_whole_path_and_stops_cleanly(tmp_path: Path) -> Non
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)

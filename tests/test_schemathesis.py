@@ -11,10 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import requests
-
-from app.embedded import free_port
-from tests.support import BIN, Env, wait_for
+from tests.support import BIN, Env, web_server
 
 CHECKS = ",".join(
     [
@@ -28,19 +25,11 @@ CHECKS = ",".join(
 
 
 def test_schemathesis_finds_no_nonconformance(fresh_env: Env, tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "2", "--no-control-socket", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        env=fresh_env.process_env(ORDERSTREAM_READ_WAIT_MS="50"),
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),
-    )
-    try:
-        wait_for(lambda: _up(port), timeout=60, interval=0.2, what="the server")
+    log = tmp_path / "server.log"
+    with web_server(fresh_env, log, ORDERSTREAM_READ_WAIT_MS="50") as base:
         run = subprocess.run(
             [
-                str(BIN / "schemathesis"), "run", f"http://127.0.0.1:{port}/openapi.json",
+                str(BIN / "schemathesis"), "run", f"{base}/openapi.json",
                 "--checks", CHECKS,
                 "--header", f"Authorization: Bearer {fresh_env.settings.admin_token}",
                 "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "30"),
@@ -50,15 +39,5 @@ def test_schemathesis_finds_no_nonconformance(fresh_env: Env, tmp_path: Path) ->
             ],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
-        assert run.returncode == 0, run.stdout[-6000:] + (tmp_path / "server.log").read_text()[-4000:]
-        assert " passed" in run.stdout and "failures" not in run.stdout.split("SUMMARY")[-1].lower()
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
-def _up(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+    assert run.returncode == 0, run.stdout[-6000:] + log.read_text()[-4000:]
+    assert " passed" in run.stdout and "failures" not in run.stdout.split("SUMMARY")[-1].lower()

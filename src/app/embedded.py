@@ -111,6 +111,10 @@ class EmbeddedPostgres:
             return
         _commands = _pgserver_commands()
         log.info("stopping embedded PostgreSQL")
+        if self.system_user:  # someone may have tightened a parent directory since we started
+            from pgserver.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(self.pgdata)
         _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)
         self.started = False
 

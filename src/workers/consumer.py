@@ -128,6 +128,7 @@ class ConsumerGroupRunner:
                 progress = Progress(total=count_events(conn))
                 log.info("%s: new projection %s, replaying %d events", self.consumer, self.group, progress.total)
                 replay(self.engine, self.projection, progress, on_poison=self._dead_letter_from_log)
+                EVENTS_APPLIED.labels(self.group).inc(progress.done)
                 log.info(
                     "%s: %s caught up (%d events, %.0f/s)", self.consumer, self.group, progress.done, progress.rate
                 )

@@ -29,7 +29,7 @@ from app.config import Settings
 from app.embedded import free_port
 from tests.faults import RedisServer
 from tests.projections import rebuilt, snapshot
-from tests.support import BIN, Env, isolated_env, wait_for
+from tests.support import BIN, GUNICORN, Env, answers, isolated_env, wait_for
 
 ITEM = {"sku": "A", "quantity": 1, "unit_price": "2.50"}
 
@@ -73,7 +73,7 @@ class Cluster:
         self.env, self.port = env, port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.specs = {
-            "web": [str(BIN / "gunicorn"), "-w", "2", "--no-control-socket", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            "web": [*GUNICORN, "-b", f"127.0.0.1:{port}", "wsgi:app"],
             "relay-1": [str(BIN / "orderstream"), "relay"],
             "relay-2": [str(BIN / "orderstream"), "relay"],
             "projector-1": [str(BIN / "orderstream"), "projector", "--name", "projector-1"],
@@ -198,7 +198,7 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
     for name in cluster.specs:
         cluster.start(name)
     base_url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(base_url), timeout=60, interval=0.2, what="the web process")
+    wait_for(lambda: answers(f"{base_url}/healthz"), timeout=60, interval=0.2, what="the web process")
     stop, lock, last_fault = threading.Event(), threading.Lock(), [time.monotonic()]
     token = env.settings.admin_token or ""
     threads = [threading.Thread(target=drive, args=(base_url, token, stop, report, lock)) for _ in range(clients)]
@@ -215,13 +215,6 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
         check(env, report)
     finally:
         cluster.stop_all()
-
-
-def _up(base_url: str) -> bool:
-    try:
-        return requests.get(f"{base_url}/openapi.json", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _settled(env: Env) -> bool:
