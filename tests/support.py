@@ -87,6 +87,7 @@ class Env:
             "ORDERSTREAM_ADMIN_TOKEN": self.settings.admin_token or "",
             "ORDERSTREAM_STREAMS_REDIS_URL": self.settings.streams_redis_url or "",
             "ORDERSTREAM_STREAMS_CLUSTER": "1" if self.settings.streams_cluster else "",
+            "ORDERSTREAM_PROJECTIONS": ",".join(self.settings.projections),
             **extra,
         }
 
@@ -113,6 +114,7 @@ def isolated_env(
         retention_interval_ms=200,
         rq_queue=f"ostest-{name}",
         admin_token=f"test-admin-{uuid.uuid4().hex}",
+        projections=("order_summaries",),  # the groups trimming waits for: the projectors tests run
     )
     env = Env(settings, make_engine(settings), Redis.from_url(settings.redis_url), name)
     try:

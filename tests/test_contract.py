@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import subprocess
 import threading
@@ -209,3 +210,16 @@ def test_text_postgresql_cannot_store_is_refused_not_a_500(client) -> None:  # t
     assert client.post("/orders", json={**ORDER, "customer_id": "\ud800"}).status_code in (400, 422)
     assert client.get("/customers/a%00b/stats").status_code == 400
     assert client.get("/orders?customer_id=%00").status_code == 400
+
+
+def test_chunked_and_deeply_nested_bodies_are_refused_not_a_500(app: Flask) -> None:
+    client = api_client(app)
+    chunked = client.post(
+        "/orders",
+        input_stream=io.BytesIO(b'{"customer_id": "a\\u0000b", "currency": "EUR", "items": []}'),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
+    assert chunked.status_code in (400, 422)
+    deep = client.post("/orders", data="[" * 20_000 + "]" * 20_000, content_type="application/json")
+    assert deep.status_code == 400 and deep.content_type == "application/problem+json"
+    assert client.get("/stats/sales?to=0001-01-01").status_code == 200

@@ -304,3 +304,34 @@ def test_sigterm_projector_finishes_its_batch_and_relay_hands_over_at_once(fresh
             writer.join()
             with workers(env, ("projector",)):
                 assert_exactly_once(env)
+
+
+def test_redis_wiped_while_the_relay_is_idle_is_noticed_by_the_next_publish(
+    base_settings: Settings, template_db: str, redis_server: RedisServer
+) -> None:
+    """New events arrive before the periodic check could run: the publish itself sees the loss."""
+    with isolated_env(base_settings, template_db, redis_url=redis_server.url) as env:
+        slow_upkeep = {"ORDERSTREAM_RETENTION_INTERVAL_MS": "600000"}
+        with workers(env, ("relay",), **slow_upkeep):
+            write_orders(env, 10)
+            wait_for(lambda: env.unpublished() == 0, what="publishing")
+            redis_server.kill()
+            redis_server.wipe()
+            redis_server.start()
+            write_orders(env, 3)  # published at once, onto the emptied streams
+            wait_for(lambda: env.unpublished() == 0, what="publishing after the wipe")
+            with workers(env, ("projector",)):
+                assert_exactly_once(env)
+
+
+def test_trimming_waits_for_an_expected_group_that_does_not_exist_yet(fresh_env: Env) -> None:
+    env = fresh_env
+    keys = [f"{env.settings.key_prefix}:events:{n}" for n in range(PARTITIONS)]
+    expecting_sales = {"ORDERSTREAM_PROJECTIONS": "order_summaries,sales_stats"}
+    with workers(env, ("relay",), **expecting_sales), workers(env, ("projector",)):
+        write_orders(env, 10)
+        wait_for(lambda: converged(env), what="projecting")
+        # order_summaries has acknowledged everything; sales_stats has no group yet: nothing may go
+        assert wait_for(lambda: env.scalar("SELECT count(*) FROM outbox") == env.scalar("SELECT count(*) FROM events"),
+                        what="the outbox to keep every row")  # fmt: skip
+        assert sum(env.redis.xlen(k) for k in keys) == env.scalar("SELECT count(*) FROM events")

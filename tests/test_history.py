@@ -120,3 +120,19 @@ def test_the_catalogue_page_is_current_and_in_the_openapi_document(client: Flask
     spec = client.get("/openapi.json").json["x-event-catalogue"]
     assert spec["ProductShipped"]["schema_version"] == 2
     assert "1 -> 2" in spec["ProductShipped"]["upcasters"]
+
+
+def test_the_feed_never_passes_an_event_whose_transaction_commits_late(client: FlaskClient, env: Env) -> None:
+    from app import eventstore
+    from tests.test_eventstore import META, created
+
+    start = client.get("/events?limit=1000").json["next"]
+    late, early = str(uuid.uuid4()), str(uuid.uuid4())
+    with env.engine.begin() as slow:
+        eventstore.append(slow, late, 0, [created(late)], META)
+        with env.engine.begin() as fast:
+            eventstore.append(fast, early, 0, [created(early)], META)
+        page = client.get(start).json
+        assert page["events"] == [] and page["next"] == start  # the early commit waits behind the late one
+    served = [e["stream_id"] for e in client.get(start).json["events"]]
+    assert served == [late, early]

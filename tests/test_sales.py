@@ -83,3 +83,17 @@ def test_sales_stats_catch_up_on_the_whole_history_then_follow_live_events(fresh
     assert client.get("/customers/nobody/stats").status_code == 404
     assert client.get("/stats/sales?from=2026-02-01&to=2026-01-01").status_code == 422
     assert client.get("/stats/sales?currency=XXX").status_code == 422
+
+
+def test_an_interrupted_catch_up_runs_again(fresh_env: Env) -> None:
+    """Groups exist (created at the stream end) but the catch-up never completed: it runs on start."""
+    client = api_client(create_app(fresh_env.settings))
+    with workers(fresh_env, ("relay",), ("projector",)):
+        for n in range(5):
+            shop(client, f"resume-{n}", "EUR", pay=True, cancel=False)
+        wait_for(lambda: fresh_env.unpublished() == 0, what="publishing")
+    for n in range(fresh_env.settings.stream_partitions):  # what a kill -9 mid-catch-up leaves behind
+        fresh_env.redis.xgroup_create(f"{fresh_env.settings.key_prefix}:events:{n}", "sales_stats", id="$")
+    with workers(fresh_env, ("projector", "--projection", "sales_stats")):
+        days, _value = expected(fresh_env)
+        wait_for(lambda: served(client) == days, what="the catch-up to run again and fill the stats")

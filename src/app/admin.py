@@ -256,6 +256,7 @@ class Rebuild(MethodView):
         """Rebuild a projection from the event store in the background (shadow tables, then an atomic swap)"""
         if name not in PROJECTIONS:
             raise NotFound(f"no projection {name!r}; there are {', '.join(PROJECTIONS)}")
+        _forget_dead_rebuilds(name)
         try:
             with engine().begin() as conn:
                 rebuild_id = conn.execute(
@@ -264,21 +265,56 @@ class Rebuild(MethodView):
                 ).scalar_one()
         except IntegrityError:
             abort(409, message=f"a rebuild of {name} is already under way: see GET /admin/projections")
-        job = Queue(settings().rq_queue, connection=redis_client()).enqueue(
-            "workers.jobs.rebuild_projection",
-            name,
-            rebuild_id,
-            description=f"rebuild projection {name} from the event store (rebuild {rebuild_id})",
-            meta={"projection": name, "rebuild_id": rebuild_id, "step": "queued", **request_ids()},
-            job_timeout=24 * 3600,
-            result_ttl=7 * 86400,
-            failure_ttl=7 * 86400,
-        )
+        try:
+            job = _enqueue_rebuild(name, rebuild_id)
+        except Exception:
+            _mark_rebuild(rebuild_id, "failed", "could not enqueue the job")
+            raise
         with engine().begin() as conn:
             conn.execute(
                 text("UPDATE projection_rebuilds SET job_id = :j WHERE id = :id"), {"j": job.id, "id": rebuild_id}
             )
         return _job(job), 202, {"Location": url_for("admin.BackgroundJob", job_id=job.id)}
+
+
+def _enqueue_rebuild(name: str, rebuild_id: int) -> Job:
+    return Queue(settings().rq_queue, connection=redis_client()).enqueue(
+        "workers.jobs.rebuild_projection",
+        name,
+        rebuild_id,
+        description=f"rebuild projection {name} from the event store (rebuild {rebuild_id})",
+        meta={"projection": name, "rebuild_id": rebuild_id, "step": "queued", **request_ids()},
+        job_timeout=24 * 3600,
+        result_ttl=7 * 86400,
+        failure_ttl=7 * 86400,
+    )
+
+
+def _mark_rebuild(rebuild_id: int, status: str, error: str) -> None:
+    with engine().begin() as conn:
+        conn.execute(
+            text("UPDATE projection_rebuilds SET status = :s, error = :e, finished_at = now() WHERE id = :id"),
+            {"s": status, "e": error, "id": rebuild_id},
+        )
+
+
+def _forget_dead_rebuilds(name: str) -> None:
+    """A rebuild whose rq job is gone or ended without reporting (worker killed) is not under way."""
+    with engine().connect() as conn:
+        active = conn.execute(
+            text(
+                "SELECT id, job_id FROM projection_rebuilds WHERE projection = :p"
+                " AND status IN ('queued', 'replaying', 'swapping')"
+            ),
+            {"p": name},
+        ).all()
+    for row in active:
+        try:
+            status = Job.fetch(row.job_id, connection=redis_client()).get_status() if row.job_id else None
+        except NoSuchJobError:
+            status = None
+        if row.job_id and (status is None or status.value in ("failed", "finished", "stopped", "canceled")):
+            _mark_rebuild(row.id, "failed", f"its job ended without finishing ({status.value if status else 'gone'})")
 
 
 class ConsumerSchema(ma.Schema):

@@ -89,7 +89,10 @@ class Feed(MethodView):
     @blp.response(200, FeedSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """The global event feed in position order, with a cursor (`next`) to page on"""
-        where = "WHERE position > :after" + (" AND type = :type" if args.get("type") else "")
+        # Only events of transactions older than every running one: a position whose transaction has
+        # not committed yet may be lower than those served, and the cursor would pass it for good.
+        where = "WHERE position > :after AND tx < pg_snapshot_xmin(pg_current_snapshot())"
+        where += " AND type = :type" if args.get("type") else ""
         events = _envelopes(f"{where} ORDER BY position LIMIT :limit", args)
         after = events[-1].position if events else args["after"]
         query = {"after": after, "limit": args["limit"], **({"type": args["type"]} if args.get("type") else {})}

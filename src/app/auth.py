@@ -74,7 +74,7 @@ class TokenCache:
     """token hash -> (name, role), remembered for a few seconds to spare a query per request."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        self.entries: dict[str, tuple[float, tuple[str, str]]] = {}
         self.lock = threading.Lock()
 
     def lookup(self, db: Engine, token: str) -> tuple[str, str] | None:
@@ -88,7 +88,9 @@ class TokenCache:
             row = conn.execute(
                 text("SELECT name, role FROM api_tokens WHERE token_hash = :h AND revoked_at IS NULL"), {"h": digest}
             ).first()
-        found = (row.name, row.role) if row else None
+        if row is None:
+            return None  # misses are not cached: random tokens must not be able to flush the cache
+        found = (row.name, row.role)
         with self.lock:
             if len(self.entries) > 10_000:
                 self.entries.clear()

@@ -31,6 +31,7 @@ class Settings:
     max_deliveries: int = 5
     retention_interval_ms: int = 2_000
     rq_queue: str = "orderstream"
+    projections: tuple[str, ...] = ("order_summaries", "sales_stats")  # the groups trimming waits for
     streams_redis_url: str | None = None  # the event streams' Redis, if not REDIS_URL
     streams_cluster: bool = False  # ...and whether it is a Redis Cluster
     admin_token: str | None = None
@@ -62,6 +63,11 @@ class Settings:
             max_deliveries=int(env.get("ORDERSTREAM_MAX_DELIVERIES", "5")),
             retention_interval_ms=int(env.get("ORDERSTREAM_RETENTION_INTERVAL_MS", "2000")),
             rq_queue=env.get("ORDERSTREAM_RQ_QUEUE", "orderstream"),
+            projections=tuple(
+                p.strip()
+                for p in env.get("ORDERSTREAM_PROJECTIONS", "order_summaries,sales_stats").split(",")
+                if p.strip()
+            ),
             streams_redis_url=env.get("ORDERSTREAM_STREAMS_REDIS_URL") or None,
             streams_cluster=env.get("ORDERSTREAM_STREAMS_CLUSTER", "") in ("1", "true", "yes"),
             admin_token=env.get("ORDERSTREAM_ADMIN_TOKEN") or None,

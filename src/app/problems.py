@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import flask_smorest
 import marshmallow as ma
 import psycopg
+import redis
 import sqlalchemy.exc
 from flask import Flask, Response, json
 from flask_smorest.utils import prepare_response
@@ -134,3 +135,10 @@ def install_unavailable(app: Flask) -> None:
 
     for error in (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, psycopg.OperationalError):
         app.register_error_handler(error, _unavailable)
+
+    def _redis_unavailable(exc: Exception) -> Response:
+        log.warning("redis unavailable: %s", exc)
+        return problem(503, "Redis is unavailable; retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    for redis_error in (redis.ConnectionError, redis.TimeoutError):  # admin and job endpoints need Redis
+        app.register_error_handler(redis_error, _redis_unavailable)

@@ -76,12 +76,17 @@ def _unstorable(text: str) -> bool:
 
 
 def _any_unstorable(value: Any) -> bool:
-    if isinstance(value, str):
-        return _unstorable(value)
-    if isinstance(value, dict):
-        return any(_any_unstorable(k) or _any_unstorable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_any_unstorable(v) for v in value)
+    """Walks the parsed body without recursion (a deeply nested body must not exhaust the stack)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and _unstorable(item):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
@@ -93,8 +98,11 @@ def install_input_guard(app: Flask) -> None:
     def _guard() -> Response | None:
         if _unstorable(request.path) or any(_unstorable(k + v) for k, v in request.args.items(multi=True)):
             return problem(400, "the URL holds NUL characters or unpaired surrogates")
-        if request.content_length and request.is_json:
-            body = request.get_json(silent=True)
+        if request.is_json:  # chunked bodies have no Content-Length: look whenever it says JSON
+            try:
+                body = request.get_json(silent=True)
+            except RecursionError:
+                return problem(400, "the JSON body is nested too deeply")
             if body is not None and _any_unstorable(body):
                 return problem(422, "the body holds NUL characters or unpaired surrogates")
         return None

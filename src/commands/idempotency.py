@@ -79,3 +79,14 @@ def complete(conn: Connection, actor: str, key: str, response: StoredResponse) -
         ),
         {"s": response.status, "b": json.dumps(response.body), "h": json.dumps(response.headers), "a": actor, "k": key},
     )
+
+
+def purge_expired(conn: Connection, limit: int = 1000) -> int:
+    """Delete up to `limit` expired keys (the relay's upkeep calls this); returns how many."""
+    return conn.execute(
+        text(
+            "DELETE FROM idempotency_keys WHERE (actor, key) IN"
+            " (SELECT actor, key FROM idempotency_keys WHERE expires_at < now() LIMIT :n)"
+        ),
+        {"n": limit},
+    ).rowcount

@@ -56,7 +56,7 @@ _alt_responses = problem_responses(blp, ERRORS)
 
 @blp.before_request
 def _require_json() -> None:
-    if request.content_length and not request.is_json:
+    if (request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json:
         raise UnsupportedMediaType("send the command as application/json")
 
 

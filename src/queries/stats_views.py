@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -56,8 +56,9 @@ class Sales(MethodView):
     @blp.response(200, DaySchema(many=True))
     def get(self, args: dict[str, Any]) -> Any:
         """Orders, revenue and refunds per day and currency"""
-        end = args.get("to") or date.today()
-        start = args.get("from_") or end - timedelta(days=30)
+        end = args.get("to") or datetime.now(UTC).date()
+        month_before = end - timedelta(days=30) if end > date.min + timedelta(days=30) else date.min
+        start = args.get("from_") or month_before
         if start > end or (end - start).days > MAX_DAYS:
             raise UnprocessableEntity(f"'from' must be on or before 'to', at most {MAX_DAYS} days apart")
         with engine().connect() as conn:

@@ -57,6 +57,7 @@ class ConsumerGroupRunner:
         self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
         self.claim_from = dict.fromkeys(self.keys, "0-0")
         self.next_claim = time.monotonic() + settings.claim_idle_ms / 1000
+        self.catch_up_unknown = False
 
     @property
     def group(self) -> str:
@@ -73,6 +74,8 @@ class ConsumerGroupRunner:
                     self.step()
                     if time.monotonic() >= self.next_claim:
                         self.claim_stale()
+                        if self.catch_up_unknown:
+                            self.ensure_groups()
                     backoff = 0.1
             except TRANSIENT as exc:
                 log.warning("%s lost a connection (%s); retrying in %.1fs", self.consumer, exc, backoff)
@@ -87,23 +90,29 @@ class ConsumerGroupRunner:
                 backoff = min(backoff * 2, 5.0)
 
     def ensure_groups(self) -> None:
-        """Create the group on every partition stream where it is missing.
+        """Create the group on every partition stream where it is missing, and fill a new projection.
 
-        A projection with no checkpoints at all is new: its group starts at the streams' end and the
-        history comes from the event store (streams are trimmed; the log is whole). Otherwise the
-        group was lost with Redis's data and starts from the beginning of what the stream holds.
+        A projection that has never completed a catch-up (projection_catchups) is new: its group
+        starts at the streams' end and its history comes from the event store (streams are trimmed;
+        the log is whole). An interrupted catch-up runs again (checkpoints make it idempotent).
+        Otherwise a missing group was lost with Redis's data and starts from the beginning.
         """
         missing = [key for key in self.keys if not self._has_group(key)]
-        if not missing:
+        try:
+            caught_up = self._caught_up()
+            self.catch_up_unknown = False
+        except TRANSIENT:
+            if missing:
+                raise  # where a new group starts depends on it: wait for PostgreSQL
+            self.catch_up_unknown = True  # the groups exist: consume (entries stay pending), ask again later
             return
-        new_projection = self._has_no_checkpoints()
         for key in missing:
             try:
-                self.redis.xgroup_create(key, self.group, id="$" if new_projection else "0", mkstream=True)
+                self.redis.xgroup_create(key, self.group, id="0" if caught_up else "$", mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        if new_projection:
+        if not caught_up:
             self.catch_up_from_log()
 
     def _has_group(self, key: str) -> bool:
@@ -112,15 +121,15 @@ class ConsumerGroupRunner:
         except redis.ResponseError:  # no such key
             return False
 
-    def _has_no_checkpoints(self) -> bool:
+    def _caught_up(self) -> bool:
         with self.engine.connect() as conn:
             found = conn.execute(
-                text("SELECT 1 FROM projection_checkpoints WHERE projection = :p LIMIT 1"), {"p": self.group}
+                text("SELECT 1 FROM projection_catchups WHERE projection = :p"), {"p": self.group}
             ).first()
-        return found is None
+        return found is not None
 
     def catch_up_from_log(self) -> None:
-        """Fill a new projection from the whole event store (one consumer does it; the rest go live)."""
+        """Fill the projection from the whole event store (one consumer does it; the rest go live)."""
         with self.engine.connect() as conn:
             if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.projection.lock_key + 1}).scalar():
                 return
@@ -129,8 +138,13 @@ class ConsumerGroupRunner:
                 log.info("%s: new projection %s, replaying %d events", self.consumer, self.group, progress.total)
                 replay(self.engine, self.projection, progress, on_poison=self._dead_letter_from_log)
                 EVENTS_APPLIED.labels(self.group).inc(progress.done)
+                with self.engine.begin() as done:
+                    done.execute(
+                        text("INSERT INTO projection_catchups (projection) VALUES (:p) ON CONFLICT DO NOTHING"),
+                        {"p": self.group},
+                    )
                 log.info(
-                    "%s: %s caught up (%d events, %.0f/s)", self.consumer, self.group, progress.done, progress.rate
+                    "%s caught up in %s (%d events, %.0f/s)", self.group, self.consumer, progress.done, progress.rate
                 )
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.projection.lock_key + 1})

@@ -30,7 +30,8 @@ from app.config import Settings
 from app.events import RecordedEvent
 from app.logs import event_context
 from app.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
-from app.streams import StreamsClient, encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
+from app.streams import EntryId, StreamsClient, encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
+from commands import idempotency
 from workers import outbox
 from workers.retention import acknowledged_below, lost_entries, stream_status
 
@@ -84,10 +85,13 @@ class Relay:
         interval = self.settings.retention_interval_ms / 1000
         next_upkeep = 0.0
         while not self.stop.is_set():
+            lock_conn.execute("SELECT 1")  # a dead session has lost the lock: fail here, step down, retry
             if time.monotonic() >= next_upkeep:
                 self.repair_lost_streams()
                 self.trim_acknowledged()
                 self.report()
+                with self.engine.begin() as conn:
+                    idempotency.purge_expired(conn)
                 next_upkeep = time.monotonic() + interval
             if self.publish_batch() < self.settings.relay_batch_size:
                 wait = max(0.0, min(self.poll_seconds, next_upkeep - time.monotonic()))
@@ -101,19 +105,33 @@ class Relay:
             events = outbox.unpublished(conn, self.settings.relay_batch_size)
             if not events:
                 return 0
-            pipe = self.redis.pipeline(transaction=False)
             targets = [partition_of(partitions, event.stream_id) for event in events]
+            touched = sorted(set(targets))
+            # Each stream's newest id is read in the same pipeline, just before our XADDs: if Redis lost
+            # entries since we last wrote (restart, failover), it shows here, before new ids hide it.
+            pipe = self.redis.pipeline(transaction=False)
+            for partition in touched:
+                pipe.xinfo_stream(self.keys[partition])
             for event, partition in zip(events, targets, strict=True):
                 pipe.xadd(self.keys[partition], encode_entry(event))  # type: ignore[arg-type]
-            ids = pipe.execute()
+            results = pipe.execute(raise_on_error=False)
+            infos, ids = results[: len(touched)], results[len(touched) :]
+            for entry_id in ids:
+                if isinstance(entry_id, Exception):
+                    raise entry_id
             EVENTS_PUBLISHED.inc(len(ids))
             if log.isEnabledFor(logging.DEBUG):
                 for event, entry_id in zip(events, ids, strict=True):
                     log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
+            recorded = outbox.last_published(conn)
+            lost = [p for p, info in zip(touched, infos, strict=True) if p in recorded and _behind(info, recorded[p])]
             outbox.mark_published(
                 conn,
                 [(e.position, p, parse_entry_id(i)) for e, p, i in zip(events, targets, ids, strict=True)],
             )
+            for partition in lost:
+                count = outbox.republish(conn, partition)
+                log.warning("stream %s lost entries: publishing %d retained events again", self.keys[partition], count)
         return len(events)
 
     def repair_lost_streams(self) -> None:
@@ -132,7 +150,7 @@ class Relay:
     def trim_acknowledged(self) -> None:
         """Trim streams and outbox behind the entry every group has acknowledged, never past it."""
         for partition, key in enumerate(self.keys):
-            below = acknowledged_below(self.redis, key)
+            below = acknowledged_below(self.redis, key, self.settings.projections)
             if below is None:
                 continue
             self.redis.xtrim(key, minid=format_entry_id(below), approximate=False)
@@ -153,6 +171,13 @@ class Relay:
             CONSUMER_LAG.labels(name).set(lag)
             CONSUMER_PENDING.labels(name).set(pending)
             CONSUMER_LAG_SECONDS.labels(name).set(age)
+
+
+def _behind(info: object, last_written: EntryId) -> bool:
+    """A stream that is gone (XINFO answered an error) or whose newest id is older than what we wrote."""
+    if isinstance(info, Exception):
+        return True
+    return parse_entry_id(info["last-generated-id"]) < last_written  # type: ignore[index]
 
 
 def _ids(event: RecordedEvent) -> dict[str, object]:

@@ -15,11 +15,14 @@ import redis
 from app.streams import EntryId, StreamsClient, parse_entry_id
 
 
-def acknowledged_below(client: StreamsClient, key: str) -> EntryId | None:
-    """The entry id below which every group acknowledged everything; None if no group reads the stream."""
+def acknowledged_below(client: StreamsClient, key: str, expected: tuple[str, ...]) -> EntryId | None:
+    """The entry id below which every group acknowledged everything; None if an expected group is
+    missing (not created yet, or lost with Redis's data and not recreated yet): then nothing may go."""
     try:
         groups = client.xinfo_groups(key)
     except redis.ResponseError:  # no such key
+        return None
+    if not set(expected) <= {_text(group["name"]) for group in groups}:
         return None
     bounds = []
     for group in groups:
