@@ -8,7 +8,7 @@ setup(
     description="Event-sourced CQRS order service: PostgreSQL event store, Redis Streams, projections",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"app": ["templates/*.html"]},
+    package_data={"app": ["admin/templates/*.html"]},
     python_requires=">=3.11",
     install_requires=[
         "flask>=3.1,<4",
