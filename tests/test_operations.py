@@ -64,13 +64,16 @@ def test_one_scrape_sees_the_web_the_relay_and_the_projector(fresh_env: Env, tmp
 
         def scraped() -> str | None:
             text = requests.get(f"{base}/metrics", timeout=5).text
-            applied = 'orderstream_events_applied_total{projection="order_summaries"} 3.0'
-            return text if applied in text and "orderstream_events_published_total 3.0" in text else None
+            wanted = ('orderstream_events_applied_total{projection="order_summaries"} 3.0',
+                      "orderstream_events_published_total 3.0",
+                      # the relay leader reports lag and pending on its retention tick
+                      'orderstream_consumer_pending_entries{group="order_summaries"}')  # fmt: skip
+            return text if all(w in text for w in wanted) else None
 
         text = wait_for(scraped, timeout=30, what="metrics from every process")
     assert 'orderstream_events_appended_total{type="OrderCreated"} 3.0' in text
     assert 'orderstream_http_request_duration_seconds_count{endpoint="/orders",method="POST",status="201"} 3.0' in text
-    assert 'orderstream_consumer_pending_entries{group="order_summaries"}' in text
+    assert 'orderstream_consumer_lag_events{group="order_summaries"}' in text
     assert "orderstream_relay_backlog_events" in text
 
 
