@@ -5,14 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-rebuild chaos clean-data
+.PHONY: run test lint bench bench-rebuild bench-projector bench-soak chaos clean-data
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The bench targets also need the "bench" extras (eventsourcing peer, matplotlib, psutil); `make test` does not.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 run: $(STAMP)
 	$(BIN)/orderstream run
@@ -26,8 +32,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
+# Every figure of docs/performance.md but the 10-minute soak (bench-soak): load.py (HTTP, sweep, freshness),
+# projector.py and rebuild.py write bench/results/*.json; report.py renders the page and its plot.
+bench: $(BENCH_STAMP)
 	$(BIN)/orderstream services -- $(BIN)/python bench/load.py $(BENCH_ARGS)
+	$(BIN)/orderstream services -- $(BIN)/python bench/projector.py
+	$(BIN)/orderstream services -- $(BIN)/python bench/rebuild.py
+	$(BIN)/python bench/report.py
 
 clean-data:
 	rm -rf .data
@@ -35,5 +46,16 @@ clean-data:
 chaos: $(STAMP)
 	$(BIN)/orderstream services -- $(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
-bench-rebuild: $(STAMP)
+bench-rebuild: $(BENCH_STAMP)
 	$(BIN)/orderstream services -- $(BIN)/python bench/rebuild.py $(BENCH_ARGS)
+	$(BIN)/python bench/report.py
+
+# Memory: steady load for --duration (default 600 s), RSS of every process; writes bench/results/soak.json
+bench-soak: $(BENCH_STAMP)
+	$(BIN)/orderstream services -- $(BIN)/python bench/soak.py $(SOAK_ARGS)
+	$(BIN)/python bench/report.py
+
+# Projection throughput: one projector against a bare XREADGROUP+upsert+XACK consumer; bench/results/projector.json
+bench-projector: $(BENCH_STAMP)
+	$(BIN)/orderstream services -- $(BIN)/python bench/projector.py $(BENCH_ARGS)
+	$(BIN)/python bench/report.py

@@ -42,6 +42,12 @@ setup(
             "mypy>=1.10",
             "import-linter>=2.0",
         ],
+        # `make bench*` only: the eventsourcing peer, the plot, process memory sampling
+        "bench": [
+            "eventsourcing[postgres]>=9.3,<10",
+            "matplotlib>=3.8,<4",
+            "psutil>=5.9",
+        ],
     },
     entry_points={"console_scripts": ["orderstream=app.cli:main"]},
 )

@@ -4,9 +4,11 @@ Generates the log with SQL (orders of six events: created, two items added, paid
 delivered), then in the same run measures
 - the bare baseline: read the same events in batches by position and upsert one row per event,
   nothing else (psycopg executemany, one transaction per batch);
-- orderstream's rebuild of order_summaries: shadow tables, apply_batch per batch (checkpoints,
-  the projector's handlers), catch-up and swap.
-It prints the rates, their ratio, and how each rate holds over the log (per tenth of the events).
+- orderstream's rebuild of order_summaries: shadow tables, apply_batch per batch (checkpoints, then
+  the projector's set-based batch handler: the batch folded in memory onto the rows it touches,
+  written back with one statement per table), catch-up and swap.
+It prints the rates, their ratio, and how each rate holds over the log (per tenth of the events), and
+writes them to bench/results/rebuild.json.
 
     make bench-rebuild BENCH_ARGS="--events 1000000"
 """
@@ -19,6 +21,7 @@ import os
 import sys
 import time
 import uuid
+from itertools import pairwise
 from pathlib import Path
 
 import psycopg
@@ -103,14 +106,17 @@ def ours(url: str) -> list[tuple[int, float]]:
 
 
 def tenths(marks: list[tuple[int, float]], total: int) -> list[float]:
-    """Events per second within each tenth of the log."""
-    rates, previous = [], (0, 0.0)
-    for tenth in range(1, 11):
-        target = total * tenth // 10
-        mark = next((m for m in marks if m[0] >= target), marks[-1])
-        rates.append((mark[0] - previous[0]) / max(mark[1] - previous[1], 1e-9))
-        previous = mark
-    return rates
+    """Events per second within each tenth of the log (times interpolated between batch marks)."""
+    points = [(0, 0.0), *marks]
+
+    def time_at(done: float) -> float:
+        for (d0, t0), (d1, t1) in pairwise(points):
+            if d1 >= done:
+                return t0 + (t1 - t0) * (done - d0) / max(d1 - d0, 1)
+        return points[-1][1]
+
+    bounds = [total * tenth / 10 for tenth in range(11)]
+    return [(b - a) / max(time_at(b) - time_at(a), 1e-9) for a, b in pairwise(bounds)]
 
 
 def main() -> None:

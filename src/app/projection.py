@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, get_type_hints
 
 from sqlalchemy import Connection
 
-from app.events import RecordedEvent
+from app.events import EVENT_TYPES, Event, RecordedEvent, UnknownEventType, _from_json, upcast
 
 Handler = Callable[[Connection, RecordedEvent, Any], None]
+BatchHandler = Callable[[Connection, Sequence[RecordedEvent], Collection[str]], None]
 
 
 @dataclass(frozen=True)
 class Projection:
     """A read model: its consumer-group name, which handler applies which event type, and the tables
-    it owns (a rebuild replaces exactly these, plus the projection's checkpoints)."""
+    it owns (a rebuild replaces exactly these, plus the projection's checkpoints).
+
+    `batch_handler`, when given, applies a whole batch set-based (a few statements per table for the
+    batch instead of a few per event) with exactly the effect of the per-event handlers applied one
+    after the other. The per-event handlers stay the reference, and the fallback that isolates an
+    event that fails.
+    """
 
     name: str
     handlers: Mapping[type, Handler]
     tables: tuple[str, ...]
+    batch_handler: BatchHandler | None = None
 
     @property
     def lock_key(self) -> int:
@@ -30,7 +41,63 @@ class Projection:
 
     def apply(self, conn: Connection, recorded: RecordedEvent) -> None:
         """Fold one event into the projection's tables (events it does not handle are ignored)."""
-        event = recorded.domain_event()
+        event = decode(recorded)
         handler = self.handlers.get(type(event))
         if handler is not None:
             handler(conn, recorded, event)
+
+    def apply_all(
+        self,
+        conn: Connection,
+        events: Sequence[RecordedEvent],
+        set_based: bool = True,
+        new_streams: Collection[str] = frozenset(),
+    ) -> None:
+        """Fold events, already in per-stream version order, set-based if the projection can.
+        `new_streams`: streams none of whose events the projection had applied before (it has no rows
+        of theirs, so the batch handler need not look for them)."""
+        if set_based and self.batch_handler is not None:
+            self.batch_handler(conn, events, new_streams)
+            return
+        for recorded in events:
+            self.apply(conn, recorded)
+
+
+def decode(recorded: RecordedEvent) -> Event:
+    """The domain event of an envelope, equal to `recorded.domain_event()` (a test checks it), with
+    each event class's fields and their conversions worked out once: resolving the type hints of
+    every event was a fifth of a replay's time."""
+    try:
+        cls = EVENT_TYPES[recorded.type]
+    except KeyError:
+        raise UnknownEventType(recorded.type) from None
+    payload = upcast(recorded.type, recorded.payload, recorded.schema_version)
+    fields = _FIELDS.get(cls) or _FIELDS.setdefault(cls, _fields(cls))
+    # Events are frozen dataclasses, whose __init__ sets each field through object.__setattr__:
+    # filling the new instance's dict gives the same value for a fraction of the cost.
+    event = object.__new__(cls)
+    event.__dict__.update(
+        {name: payload[name] if convert is None else convert(payload[name]) for name, convert in fields}
+    )
+    return event
+
+
+_FIELDS: dict[type[Any], tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}  # class -> (field, conversion)
+
+
+def _fields(cls: type[Any]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Each field and how its JSON value becomes the field's value (None: as it is)."""
+    hints = get_type_hints(cls)
+    return tuple((f.name, _conversion(hints[f.name])) for f in dataclasses.fields(cls))
+
+
+def _conversion(hint: Any) -> Callable[[Any], Any] | None:
+    if hint in (str, int):
+        return None
+    if hint == Decimal:
+        return _decimal
+    return functools.partial(_from_json, hint)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)

@@ -1,6 +1,12 @@
-"""Projection tables of the order_summaries read model (created by migrations, not here)."""
+"""Projection tables of the read models (created by migrations, not here), and the set-based writes
+the projectors make to them: one statement for any number of rows, bound as one JSON document."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Numeric, String, Table, Text
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, Text, TextClause
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import UUID
 
 metadata = MetaData()
@@ -33,3 +39,65 @@ order_items = Table(
     Column("quantity", Integer, nullable=False),
     Column("unit_price", Numeric, nullable=False),
 )
+
+sales_orders = Table(
+    "sales_orders",
+    metadata,
+    Column("order_id", UUID(as_uuid=False), primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+)
+
+sales_daily = Table(
+    "sales_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("orders", Integer, nullable=False),
+    Column("revenue", Numeric, nullable=False),
+    Column("refunds", Numeric, nullable=False),
+)
+
+customer_stats = Table(
+    "customer_stats",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("orders", Integer, nullable=False),
+    Column("paid_orders", Integer, nullable=False),
+    Column("lifetime_value", Numeric, nullable=False),
+    Column("first_order_at", DateTime(timezone=True)),
+    Column("last_order_at", DateTime(timezone=True)),
+)
+
+
+def insert_rows(table: Table, on_conflict: Mapping[str, str] | None = None) -> TextClause:
+    """INSERT of every row given as one JSON document (`as_json`); with `on_conflict`, an upsert on the
+    primary key setting each named column to its SQL expression (EXCLUDED is the new row).
+
+    JSON rather than one array per column: psycopg adapts lists element by element in Python, which
+    cost more than everything else in a batch; json.dumps is C, and PostgreSQL parses it quickly.
+    """
+    names = ", ".join(c.name for c in table.columns)
+    sql = (
+        f"INSERT INTO {table.name} ({names}) SELECT {names}"
+        f" FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
+    )
+    if on_conflict is not None:
+        keys = ", ".join(c.name for c in table.primary_key.columns)
+        updates = ", ".join(f"{column} = {expression}" for column, expression in on_conflict.items())
+        sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+    return sql_text(sql)
+
+
+def replace_all(table: Table) -> dict[str, str]:
+    """The on_conflict of an upsert that replaces every column but the key with the new row's."""
+    keys = {c.name for c in table.primary_key.columns}
+    return {c.name: f"EXCLUDED.{c.name}" for c in table.columns if c.name not in keys}
+
+
+def as_json(rows: Sequence[Mapping[str, Any]] | Sequence[str] | Mapping[str, Any]) -> str:
+    """Rows (or ids) as one JSON parameter: exact decimals and timestamps as their text forms.
+
+    Upserts get their rows sorted by key, so that concurrent batches lock shared rows in one order."""
+    return json.dumps(rows, default=str, separators=(",", ":"))

@@ -5,11 +5,14 @@ updated in the same transaction as the projection's rows:
 - version <= checkpoint: a duplicate, skipped;
 - version  > checkpoint + 1: a gap (the earlier event is with another consumer, not yet read, or was
   lost with Redis), so the missing events are read from the event store and applied first.
-Checkpoint rows are locked in stream_id order, so two consumers never wait on each other in a cycle.
+Checkpoint rows are created, then locked, in stream_id order, so two consumers never wait on each other
+in a cycle. A stream met for the first time gets its row at its final version straight away (one
+write, not an insert, a lock and an update): a rebuild meets almost every stream that way.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -20,48 +23,71 @@ from app.events import RecordedEvent
 from app.projection import Projection
 
 
-def apply_batch(conn: Connection, projection: Projection, events: Sequence[RecordedEvent]) -> int:
-    """Apply the events each projection has not seen, in version order; returns how many were applied."""
+def apply_batch(
+    conn: Connection, projection: Projection, events: Sequence[RecordedEvent], set_based: bool = True
+) -> int:
+    """Apply the events each projection has not seen, in version order; returns how many were applied.
+
+    Set-based (the projection's batch handler: a few statements for the whole batch) unless
+    `set_based` is False or the projection has none: then event by event, through its handlers.
+    """
     by_stream: dict[str, list[RecordedEvent]] = defaultdict(list)
     for event in events:
         by_stream[event.stream_id].append(event)
-    streams = sorted(by_stream)
+    # Where each stream's checkpoint ends if the batch commits: at its newest event here (older ones
+    # are duplicates or applied first; missing ones are read from the event store).
+    newest = {stream_id: max(e.version for e in by_stream[stream_id]) for stream_id in sorted(by_stream)}
     # Shared with other batches of this projection; a rebuild's swap takes it exclusively.
     conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": projection.lock_key})
-    checkpoints = _lock_checkpoints(conn, projection.name, streams)
-    applied, moved = 0, []
-    for stream_id in streams:
-        start = version = checkpoints[stream_id]
-        for event in sorted(by_stream[stream_id], key=lambda e: e.version):
+    new = _create_checkpoints(conn, projection.name, newest)
+    checkpoints = _lock_checkpoints(conn, projection.name, [s for s in newest if s not in new])
+    todo: list[RecordedEvent] = []
+    moved: dict[str, int] = {}
+    for stream_id, stream_events in sorted(by_stream.items()):
+        start = version = 0 if stream_id in new else checkpoints[stream_id]
+        for event in sorted(stream_events, key=lambda e: e.version):
             if event.version <= version:
                 continue
-            gap = eventstore.load(conn, stream_id, version, event.version - 1) if event.version > version + 1 else []
-            for e in [*gap, event]:
-                projection.apply(conn, e)
-                applied += 1
+            if event.version > version + 1:
+                todo += eventstore.load(conn, stream_id, version, event.version - 1)
+            todo.append(event)
             version = event.version
-        if version != start:
-            moved.append({"p": projection.name, "s": stream_id, "v": version})
+        if version != start and stream_id not in new:
+            moved[stream_id] = version
+    if todo:
+        projection.apply_all(conn, todo, set_based, new_streams=new)
     if moved:
-        conn.execute(
-            text("UPDATE projection_checkpoints SET version = :v WHERE projection = :p AND stream_id = :s"), moved
-        )
-    return applied
+        conn.execute(_MOVE, {"p": projection.name, "moved": json.dumps(moved)})
+    return len(todo)
+
+
+# Stream ids and versions travel as JSON: psycopg adapts a list element by element in Python.
+_CREATE = text(
+    "INSERT INTO projection_checkpoints (projection, stream_id, version)"
+    " SELECT :p, key, CAST(value AS int) FROM json_each_text(CAST(:newest AS json)) ORDER BY key"
+    " ON CONFLICT DO NOTHING RETURNING stream_id"
+)
+_LOCK = text(
+    "SELECT stream_id, version FROM projection_checkpoints WHERE projection = :p"
+    " AND stream_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:s AS json)))) ORDER BY stream_id FOR UPDATE"
+)
+_MOVE = text(
+    "UPDATE projection_checkpoints c SET version = CAST(m.value AS int)"
+    " FROM json_each_text(CAST(:moved AS json)) AS m WHERE c.projection = :p AND c.stream_id = m.key"
+    " AND c.stream_id = ANY(ARRAY(SELECT json_object_keys(CAST(:moved AS json))))"  # via the key, always
+)
+
+
+def _create_checkpoints(conn: Connection, projection: str, newest: dict[str, int]) -> frozenset[str]:
+    """Streams this projection meets for the first time: their checkpoint row is inserted at the
+    version the batch brings them to (a concurrent batch that meets them too waits on our insert,
+    then finds it). They had no checkpoint, so no event of theirs was applied: no rows either."""
+    rows = conn.execute(_CREATE, {"p": projection, "newest": json.dumps(newest)})
+    return frozenset(row.stream_id for row in rows)
 
 
 def _lock_checkpoints(conn: Connection, projection: str, streams: list[str]) -> dict[str, int]:
-    conn.execute(
-        text(
-            "INSERT INTO projection_checkpoints (projection, stream_id, version)"
-            " SELECT :p, s, 0 FROM unnest(CAST(:s AS text[])) AS s ORDER BY s ON CONFLICT DO NOTHING"
-        ),
-        {"p": projection, "s": streams},
-    )
-    rows = conn.execute(
-        text(
-            "SELECT stream_id, version FROM projection_checkpoints WHERE projection = :p AND stream_id = ANY(:s)"
-            " ORDER BY stream_id FOR UPDATE"
-        ),
-        {"p": projection, "s": streams},
-    )
+    if not streams:
+        return {}
+    rows = conn.execute(_LOCK, {"p": projection, "s": json.dumps(streams)})
     return {row.stream_id: row.version for row in rows}

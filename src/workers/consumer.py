@@ -4,8 +4,9 @@
   after it committed: a crash before leaves them pending.
 - A restarted consumer first finishes its own pending entries; entries left pending by a consumer
   that died are claimed by live ones once idle for `claim_idle_ms` (XAUTOCLAIM).
-- A batch that fails for a reason other than a lost connection is retried entry by entry, so one
-  poison entry cannot hold back the others. The poison entry stays pending and is claimed again after
+- A batch is applied set-based (the projection's batch handler). One that fails for a reason other
+  than a lost connection is retried entry by entry through the per-event handlers, so one poison
+  entry cannot hold back the others. The poison entry stays pending and is claimed again after
   `claim_idle_ms` (the backoff); after `max_deliveries` it goes to the dead letters.
 - A missing group or stream (Redis lost its data) is recreated from the start; the relay republishes
   whatever Redis lost.
@@ -37,7 +38,7 @@ from workers.replay import Progress, count_events, replay
 
 log = logging.getLogger(__name__)
 TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
-Entry = tuple[str, str, dict[str, str]]  # stream key, entry id, fields
+Entry = tuple[str, str, dict[Any, Any]]  # stream key, entry id, fields as Redis gave them (bytes)
 
 
 class ConsumerGroupRunner:
@@ -205,9 +206,7 @@ class ConsumerGroupRunner:
         """Apply a batch in one transaction and acknowledge it; on failure, entry by entry.
         Returns how many entries it acknowledged."""
         entries: list[Entry] = [
-            (_text(key), _text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
-            for key, batch in response or []
-            for entry_id, fields in batch
+            (_text(key), _text(entry_id), fields) for key, batch in response or [] for entry_id, fields in batch
         ]
         if not entries:
             return 0
@@ -227,7 +226,7 @@ class ConsumerGroupRunner:
         for entry in entries:
             key, entry_id, fields = entry
             try:
-                self._commit([decode_entry(fields)])
+                self._commit([decode_entry(fields)], set_based=False)
                 done.append(entry)
             except TRANSIENT:
                 self._ack(done)
@@ -251,9 +250,9 @@ class ConsumerGroupRunner:
         stop=stop_after_attempt(3),
         reraise=True,
     )
-    def _commit(self, events: list[RecordedEvent]) -> None:
+    def _commit(self, events: list[RecordedEvent], set_based: bool = True) -> None:
         with self.engine.begin() as conn:
-            applied = apply_batch(conn, self.projection, events)
+            applied = apply_batch(conn, self.projection, events, set_based)
         EVENTS_APPLIED.labels(self.group).inc(applied)
         if log.isEnabledFor(logging.DEBUG):
             for event in events:
@@ -268,7 +267,8 @@ class ConsumerGroupRunner:
         return int(pending[0]["times_delivered"]) if pending else 1
 
     def _dead_letter(self, entry: Entry, exc: Exception, attempts: int) -> None:
-        key, entry_id, fields = entry
+        key, entry_id, raw = entry
+        fields = {_text(k): _text(v) for k, v in raw.items()}
         try:
             event: RecordedEvent | None = decode_entry(fields)
         except Exception:

@@ -7,19 +7,28 @@ overlap: whatever both see is applied once (checkpoints), whatever one misses th
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
 from app.events import RecordedEvent
-from app.eventstore import COLUMNS
 from app.projection import Projection
 from workers.checkpoints import apply_batch
 
-_BATCH = text(f"SELECT {COLUMNS} FROM events WHERE position > :after ORDER BY position LIMIT :n")
+log = logging.getLogger(__name__)
+# payload and metadata come as one JSON array text: one parse per event instead of two.
+_BATCH = (
+    "SELECT event_id::text, stream_id, version, position, type, schema_version,"
+    " '[' || payload::text || ',' || metadata::text || ']', recorded_at"
+    " FROM events WHERE position > %(after)s ORDER BY position LIMIT %(n)s"
+)
 
 
 @dataclass
@@ -45,9 +54,33 @@ def count_events(conn: Connection, after: int = 0) -> int:
     return int(conn.execute(text("SELECT count(*) FROM events WHERE position > :p"), {"p": after}).scalar_one())
 
 
+def read_events(conn: Connection, after: int, size: int) -> list[RecordedEvent]:
+    """The next `size` events after position `after`, read as plain tuples on the psycopg connection
+    under `conn` (SQLAlchemy's row mappings, and psycopg's per-row dicts, cost more than the SQL)."""
+    pg: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    events = []
+    for event_id, stream_id, version, position, event_type, schema_version, json_text, recorded_at in pg.execute(
+        _BATCH, {"after": after, "n": size}
+    ).fetchall():
+        payload, metadata = _DECODER.raw_decode(json_text)[0]  # PostgreSQL's own text: no whitespace around
+        # A frozen dataclass's __init__ sets each field through object.__setattr__; filling the new
+        # instance's dict gives the same value (a test compares) for a fraction of the cost.
+        event = _new(RecordedEvent)
+        event.__dict__.update(
+            event_id=event_id, stream_id=stream_id, version=version, position=position, type=event_type,
+            schema_version=schema_version, payload=payload, metadata=metadata, recorded_at=recorded_at,
+        )  # fmt: skip
+        events.append(event)
+    return events
+
+
+_DECODER = json.JSONDecoder()
+_new = object.__new__
+
+
 def replay_batch(conn: Connection, projection: Projection, after: int, size: int) -> tuple[int, int]:
     """Apply the next `size` events after position `after`; returns (events read, last position)."""
-    events = [RecordedEvent(**row) for row in conn.execute(_BATCH, {"after": after, "n": size}).mappings()]
+    events = read_events(conn, after, size)
     if events:
         apply_batch(conn, projection, events)
     return len(events), events[-1].position if events else after
@@ -64,8 +97,9 @@ def replay(
 ) -> Progress:
     """Replay every event after progress.last_position, until the log has no more (for now).
 
-    A batch that fails is retried event by event when `on_poison` is given, which receives each
-    event that still fails (the others are applied); without it the failure is raised.
+    Batches are applied set-based. A batch that fails is retried event by event, through the
+    per-event handlers, when `on_poison` is given, which receives each event that still fails (the
+    others are applied); without it the failure is raised.
     """
     progress.started = progress.started or time.monotonic()
     while True:
@@ -79,6 +113,7 @@ def replay(
         except Exception:
             if on_poison is None:
                 raise
+            log.warning("%s: a replay batch failed; applying it event by event", projection.name, exc_info=True)
             read, last = _one_by_one(engine, projection, progress.last_position, batch_size, on_poison)
         progress.done, progress.last_position = progress.done + read, last
         if on_batch:
@@ -95,11 +130,11 @@ def _one_by_one(
     on_poison: Callable[[RecordedEvent, Exception], None],
 ) -> tuple[int, int]:
     with engine.connect() as conn:
-        events = [RecordedEvent(**row) for row in conn.execute(_BATCH, {"after": after, "n": size}).mappings()]
+        events = read_events(conn, after, size)
     for event in events:
         try:
             with engine.begin() as conn:
-                apply_batch(conn, projection, [event])
+                apply_batch(conn, projection, [event], set_based=False)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
             raise
         except Exception as exc:
