@@ -27,6 +27,7 @@ import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
 from app.config import Settings
+from app.db import pipelined_transaction
 from app.events import RecordedEvent
 from app.logs import event_context
 from app.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x6F7264657273  # "orders": the advisory lock key that makes a relay the leader
 CHANNEL = "orderstream_outbox"  # NOTIFYed by a trigger on outbox inserts
+LOCK_CHECK_SECONDS = 0.5  # how often a busy leader checks that its lock session is alive
 TRANSIENT = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
 
 
@@ -83,9 +85,11 @@ class Relay:
 
     def _lead(self, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
         interval = self.settings.retention_interval_ms / 1000
-        next_upkeep = 0.0
+        next_upkeep = next_lock_check = 0.0
         while not self.stop.is_set():
-            lock_conn.execute("SELECT 1")  # a dead session has lost the lock: fail here, step down, retry
+            if time.monotonic() >= next_lock_check:  # a dead session has lost the lock: fail, step down, retry
+                lock_conn.execute("SELECT 1")
+                next_lock_check = time.monotonic() + LOCK_CHECK_SECONDS
             if time.monotonic() >= next_upkeep:
                 self.repair_lost_streams()
                 self.trim_acknowledged()
@@ -101,8 +105,9 @@ class Relay:
     def publish_batch(self) -> int:
         """XADD the oldest unpublished events (pipelined), then record where they went. Returns how many."""
         partitions = self.settings.stream_partitions
-        with self.engine.begin() as conn:
-            events = outbox.unpublished(conn, self.settings.relay_batch_size)
+        # One pipelined transaction: reading the batch is one round trip, recording it another.
+        with pipelined_transaction(self.engine) as conn:
+            events, recorded = outbox.unpublished_and_newest(conn, self.settings.relay_batch_size)
             if not events:
                 return 0
             targets = [partition_of(partitions, event.stream_id) for event in events]
@@ -123,7 +128,6 @@ class Relay:
             if log.isEnabledFor(logging.DEBUG):
                 for event, entry_id in zip(events, ids, strict=True):
                     log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
-            recorded = outbox.last_published(conn)
             lost = [p for p, info in zip(touched, infos, strict=True) if p in recorded and _behind(info, recorded[p])]
             outbox.mark_published(
                 conn,
