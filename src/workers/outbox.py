@@ -5,12 +5,13 @@ stays until every consumer group has acknowledged that entry (see workers/retent
 outbox always holds exactly the events that Redis might still have to deliver: if Redis loses a
 stream, marking that partition's rows unpublished again republishes everything not yet consumed.
 
-Statements run on the psycopg connection under the SQLAlchemy one, so they also work inside
-`app.db.pipelined_transaction` (the relay's publishing loop): writes there are not waited for.
+Statements run on the psycopg connection under the SQLAlchemy one (prepared after a few uses); each
+write is one statement, so it is atomic on its own when the relay runs it in autocommit mode.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from psycopg.rows import dict_row
@@ -27,15 +28,25 @@ _UNPUBLISHED = (
 )
 _LAST_PUBLISHED = "SELECT stream_partition, last_ms, last_seq FROM relay_partitions"
 _MARK = """
-    UPDATE outbox o SET stream_partition = r.p, entry_ms = r.ms, entry_seq = r.seq
-    FROM unnest(%(pos)s::bigint[], %(p)s::smallint[], %(ms)s::bigint[], %(seq)s::bigint[]) AS r(pos, p, ms, seq)
-    WHERE o.position = r.pos
-"""
-_NEWEST = """
+    WITH marked AS (
+        UPDATE outbox o SET stream_partition = r.p, entry_ms = r.ms, entry_seq = r.seq
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(pos bigint, p smallint, ms bigint, seq bigint)
+        WHERE o.position = r.pos
+    )
     INSERT INTO relay_partitions (stream_partition, last_ms, last_seq)
-    SELECT * FROM unnest(%(p)s::smallint[], %(ms)s::bigint[], %(seq)s::bigint[])
+    SELECT * FROM jsonb_to_recordset(%(newest)s::jsonb) AS n(p smallint, ms bigint, seq bigint)
     ON CONFLICT (stream_partition) DO UPDATE
         SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, published_at = now()
+"""
+_REPUBLISH = """
+    WITH again AS (
+        UPDATE outbox SET stream_partition = NULL, entry_ms = NULL, entry_seq = NULL
+        WHERE stream_partition = %(p)s AND entry_ms IS NOT NULL
+        RETURNING 1
+    ), forgotten AS (
+        DELETE FROM relay_partitions WHERE stream_partition = %(p)s
+    )
+    SELECT count(*) FROM again
 """
 
 
@@ -45,32 +56,18 @@ def unpublished(conn: Connection, limit: int) -> list[RecordedEvent]:
         return [RecordedEvent(**row) for row in cur.execute(_UNPUBLISHED, {"n": limit}).fetchall()]
 
 
-def unpublished_and_newest(conn: Connection, limit: int) -> tuple[list[RecordedEvent], dict[int, EntryId]]:
-    """`unpublished` and `last_published` at once (one round trip in a pipelined transaction)."""
-    newest = driver(conn).execute(_LAST_PUBLISHED)
-    events = unpublished(conn, limit)
-    return events, {partition: (ms, seq) for partition, ms, seq in newest.fetchall()}
-
-
 def mark_published(conn: Connection, rows: Sequence[tuple[int, int, EntryId]]) -> None:
-    """Record (position, partition, entry id) for each event just XADDed, and each partition's newest id."""
-    pg = driver(conn)
-    pg.execute(
-        _MARK,
-        {
-            "pos": [r[0] for r in rows],
-            "p": [r[1] for r in rows],
-            "ms": [r[2][0] for r in rows],
-            "seq": [r[2][1] for r in rows],
-        },
-    )
+    """Record (position, partition, entry id) for each event just XADDed, and each partition's newest id.
+
+    One statement, so it is atomic even on a connection in autocommit mode.
+    """
     newest: dict[int, EntryId] = {}
     for _position, partition, entry_id in rows:
         newest[partition] = max(newest.get(partition, entry_id), entry_id)
-    pg.execute(
-        _NEWEST,
-        {"p": list(newest), "ms": [i[0] for i in newest.values()], "seq": [i[1] for i in newest.values()]},
-    )
+    marked = [{"pos": pos, "p": p, "ms": ms, "seq": seq} for pos, p, (ms, seq) in rows]
+    newest_rows = [{"p": p, "ms": ms, "seq": seq} for p, (ms, seq) in newest.items()]
+    # Rows travel as one JSON parameter: for the relay's small batches, far cheaper to send than arrays.
+    driver(conn).execute(_MARK, {"rows": json.dumps(marked), "newest": json.dumps(newest_rows)})
 
 
 def last_published(conn: Connection) -> dict[int, EntryId]:
@@ -80,15 +77,9 @@ def last_published(conn: Connection) -> dict[int, EntryId]:
 
 
 def republish(conn: Connection, partition: int) -> int:
-    """Redis lost this partition's stream: publish its retained rows again. Returns how many."""
-    pg = driver(conn)
-    count = pg.execute(
-        "UPDATE outbox SET stream_partition = NULL, entry_ms = NULL, entry_seq = NULL"
-        " WHERE stream_partition = %(p)s AND entry_ms IS NOT NULL",
-        {"p": partition},
-    ).rowcount
-    pg.execute("DELETE FROM relay_partitions WHERE stream_partition = %(p)s", {"p": partition})
-    return count
+    """Redis lost this partition's stream: publish its retained rows again. Returns how many (one statement)."""
+    row = driver(conn).execute(_REPUBLISH, {"p": partition}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def forget_acknowledged(conn: Connection, partition: int, below: EntryId) -> int:
