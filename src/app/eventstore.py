@@ -31,9 +31,9 @@ class ConcurrencyError(Exception):
 
 _INSERT = """
     INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, metadata)
-    SELECT * FROM unnest(
-        %(event_ids)s::uuid[], %(stream_ids)s::text[], %(versions)s::int[],
-        %(types)s::text[], %(schema_versions)s::int[], %(payloads)s::jsonb[], %(metadatas)s::jsonb[])
+    SELECT event_id, stream_id, version, type, schema_version, payload, %(metadata)s::jsonb
+    FROM jsonb_to_recordset(%(events)s::jsonb)
+        AS e(event_id uuid, stream_id text, version int, type text, schema_version int, payload jsonb)
     RETURNING event_id::text, position, recorded_at
 """
 
@@ -54,14 +54,15 @@ def append(
     event_ids = [str(uuid.uuid4()) for _ in events]
     versions = [expected_version + i for i in range(1, len(events) + 1)]
     payloads = [to_payload(e) for e in events]
+    rows = [
+        {"event_id": eid, "stream_id": stream_id, "version": version, "type": etype,
+         "schema_version": SCHEMA_VERSIONS[etype], "payload": payload}
+        for eid, version, etype, payload in zip(event_ids, versions, types, payloads, strict=True)
+    ]  # fmt: skip
+    # The events travel as one JSON parameter: cheaper to send than an array per column.
     params = {
-        "event_ids": event_ids,
-        "stream_ids": [stream_id] * len(events),
-        "versions": versions,
-        "types": types,
-        "schema_versions": [SCHEMA_VERSIONS[t] for t in types],
-        "payloads": [json.dumps(p, separators=(",", ":")) for p in payloads],
-        "metadatas": [json.dumps(metadata, separators=(",", ":"))] * len(events),
+        "events": json.dumps(rows, separators=(",", ":")),
+        "metadata": json.dumps(metadata, separators=(",", ":")),
     }
     try:
         result = driver(conn).execute(_INSERT, params).fetchall()
