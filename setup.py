@@ -25,7 +25,7 @@ setup(
         "honcho>=2,<3",
         "tenacity>=8,<10",
         "tqdm>=4.66,<5",
-        "flask-limiter>=3.5,<5",
+        "limits>=4,<6",
         "prometheus-client>=0.20,<1",
         "structlog>=24,<27",
         "swagger-ui-bundle>=1.1,<2",

@@ -85,7 +85,7 @@ def _envelopes(sql: str, params: dict[str, Any]) -> list[RecordedEvent]:
 
 @blp.route("/events")
 class Feed(MethodView):
-    @blp.arguments(FeedArgsSchema, location="query")
+    @blp.arguments(FeedArgsSchema(), location="query")
     @blp.response(200, FeedSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """The global event feed in position order, with a cursor (`next`) to page on"""
@@ -114,7 +114,7 @@ class OrderEvents(MethodView):
 
 @blp.route("/orders/<uuid:order_id>/history")
 class OrderHistory(MethodView):
-    @blp.arguments(HistoryArgsSchema, location="query")
+    @blp.arguments(HistoryArgsSchema(), location="query")
     @blp.response(200, HistoricOrderSchema)
     @problem_responses(blp, {404: "the order did not exist at that time or version"})
     def get(self, args: dict[str, Any], order_id: Any) -> Any:

@@ -25,6 +25,9 @@ class Settings:
     key_prefix: str = "orderstream"
     stream_partitions: int = 4
     relay_batch_size: int = 500
+    # Under sustained load (events arriving faster than this), the relay and the projectors wait
+    # this long before reading again, so each round trip carries a batch rather than one event.
+    batch_linger_ms: int = 2
     consumer_batch_size: int = 500
     consumer_block_ms: int = 1000
     claim_idle_ms: int = 30_000
@@ -57,6 +60,7 @@ class Settings:
             key_prefix=env.get("ORDERSTREAM_KEY_PREFIX", "orderstream"),
             stream_partitions=int(env.get("ORDERSTREAM_STREAM_PARTITIONS", "4")),
             relay_batch_size=int(env.get("ORDERSTREAM_RELAY_BATCH", "500")),
+            batch_linger_ms=int(env.get("ORDERSTREAM_BATCH_LINGER_MS", "2")),
             consumer_batch_size=int(env.get("ORDERSTREAM_CONSUMER_BATCH", "500")),
             consumer_block_ms=int(env.get("ORDERSTREAM_CONSUMER_BLOCK_MS", "1000")),
             claim_idle_ms=int(env.get("ORDERSTREAM_CLAIM_IDLE_MS", "30000")),

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine
 
 from app.config import Settings
 
@@ -23,3 +27,32 @@ def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
         connect_args={"connect_timeout": 3},
         json_serializer=lambda obj: json.dumps(obj, separators=(",", ":")),
     )
+
+
+def driver(conn: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one (same session, same transaction)."""
+    return conn.connection.driver_connection  # type: ignore[return-value]
+
+
+@contextmanager
+def pipelined_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction whose statements are pipelined: BEGIN travels with the first, COMMIT with the last.
+
+    Statements inside must run on the psycopg connection (`driver(conn)`): each waits only when its
+    result is read, so a transaction costs one round trip per result it needs, not per statement.
+    Anything raised inside rolls it back; a broken connection is dropped from the pool.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        pg = driver(conn)
+        try:
+            with pg.pipeline():
+                pg.execute("BEGIN")
+                yield conn
+                pg.execute("COMMIT")
+        except psycopg.OperationalError:
+            conn.invalidate()
+            raise
+        except BaseException:
+            if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                pg.execute("ROLLBACK")
+            raise

@@ -180,7 +180,17 @@ class RecordedEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The whole envelope as JSON, as it travels on the streams."""
-        return {**dataclasses.asdict(self), "recorded_at": self.recorded_at.isoformat()}
+        return {  # by hand: dataclasses.asdict deep-copies every payload, on the relay's hot path
+            "event_id": self.event_id,
+            "stream_id": self.stream_id,
+            "version": self.version,
+            "position": self.position,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "payload": self.payload,
+            "metadata": self.metadata,
+            "recorded_at": self.recorded_at.isoformat(),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecordedEvent:

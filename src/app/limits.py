@@ -1,7 +1,10 @@
-"""Per-token rate limits (flask-limiter), counted in Redis and shared by every web process.
+"""Per-token rate limits, counted in Redis and shared by every web process.
 
-Counting is the one thing the request path does in Redis. If Redis is unreachable the limiter
-falls back to per-process memory, so commands keep working through a Redis outage.
+The counting is the `limits` library (the engine under flask-limiter), called directly: one
+fixed-window INCR per request and nothing else, where flask-limiter's per-request resolution of
+decorators, exemptions and headers cost about as much CPU again as the command itself.
+If Redis is unreachable, counting falls back to per-process memory, so commands keep working
+through a Redis outage (the limit is then enforced per process until Redis is back).
 """
 
 from __future__ import annotations
@@ -9,42 +12,69 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, current_app, g
-from flask_limiter import HeaderNames, Limiter
-from flask_limiter.util import get_remote_address
+import redis
+from flask import Flask, g
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import FixedWindowRateLimiter
+from werkzeug.exceptions import TooManyRequests
 
 from app.config import Settings
 
-
-def _who() -> str:
-    actor = g.get("actor")
-    return f"token:{actor}" if actor else f"ip:{get_remote_address()}"
+STORAGE_ERRORS = (redis.RedisError, StorageError, OSError)
 
 
-def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
-    """ORDERSTREAM_RATE_LIMIT per token (e.g. "1000 per second"); 429 with Retry-After beyond it."""
-    limiter = Limiter(
-        key_func=_who,
-        default_limits=[settings.rate_limit],
-        default_limits_exempt_when=lambda: not g.get("actor"),  # public pages: docs, spec, health
-        storage_uri=settings.redis_url,
-        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
-        strategy="fixed-window",
-        key_prefix=f"{settings.key_prefix}:ratelimit",
-        headers_enabled=True,
-        # flask-limiter puts Retry-After on every response; ours carry it only where it means something
-        # (429 here, 503 from app.problems), so its copy goes under an X- name.
-        header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-    )
-    limiter.init_app(app)
-    app.extensions["orderstream"]["limiter"] = limiter
-    return limiter
+class RateLimits:
+    """ORDERSTREAM_RATE_LIMIT per token (e.g. "1000 per second"); the first breached limit refuses."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.items: list[RateLimitItem] = parse_many(settings.rate_limit)
+        storage = RedisStorage(
+            settings.redis_url,
+            key_prefix=f"{settings.key_prefix}:ratelimit",
+            socket_connect_timeout=1,
+            socket_timeout=1,
+        )
+        self.shared = FixedWindowRateLimiter(storage)
+        self.local = FixedWindowRateLimiter(MemoryStorage())
+
+    def breached(self, who: str) -> RateLimitItem | None:
+        """Count one request for `who`; the limit it goes over, if any."""
+        for item in self.items:
+            try:
+                allowed = self.shared.hit(item, who)
+            except STORAGE_ERRORS:
+                allowed = self.local.hit(item, who)
+            if not allowed:
+                return item
+        return None
+
+    def seconds_until_reset(self, item: RateLimitItem, who: str) -> int:
+        """When the window of a breached limit ends (for Retry-After)."""
+        try:
+            reset = self.shared.get_window_stats(item, who).reset_time
+        except STORAGE_ERRORS:
+            reset = self.local.get_window_stats(item, who).reset_time
+        return max(1, math.ceil(reset - time.time()))
 
 
-def seconds_until_reset() -> int:
-    """For a 429: when the current window of the breached limit ends."""
-    limiter: Limiter = current_app.extensions["orderstream"]["limiter"]
-    limit = limiter.current_limit
-    return max(1, math.ceil(limit.reset_at - time.time())) if limit else 1
+def install_rate_limits(app: Flask, settings: Settings) -> RateLimits:
+    """Count every authenticated request against its token's limits (after auth has named the actor)."""
+    limits = RateLimits(settings)
+
+    @app.before_request
+    def _count() -> None:
+        actor = g.get("actor")
+        if not actor:  # public pages: docs, spec, health
+            return
+        who = f"token:{actor}"
+        item = limits.breached(who)
+        if item is not None:
+            raise TooManyRequests(
+                f"rate limit of {item} exceeded for this token",
+                retry_after=limits.seconds_until_reset(item, who),
+            )
+
+    app.extensions["orderstream"]["limits"] = limits
+    return limits

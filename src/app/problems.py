@@ -101,9 +101,8 @@ class Api(flask_smorest.Api):
         detail = data.get("message") or _detail(status, error, errors)
         headers = dict(data.get("headers") or {})
         if status == 429:
-            from app.limits import seconds_until_reset
-
-            headers["Retry-After"] = str(seconds_until_reset())
+            retry_after = getattr(error, "retry_after", None)
+            headers["Retry-After"] = str(retry_after if isinstance(retry_after, int) else 1)
         if error.response is None:
             headers.update({k: v for k, v in error.get_headers() if k.lower() == "allow"})
         return problem(status, detail, headers, errors=errors, **(data.get("extensions") or {}))

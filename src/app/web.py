@@ -70,9 +70,12 @@ def install_request_ids(app: Flask) -> None:
         return response
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _unstorable(text: str) -> bool:
     """NUL and unpaired surrogates: valid in JSON and URLs, impossible to store in PostgreSQL text."""
-    return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
+    return _UNSTORABLE.search(text) is not None
 
 
 def _any_unstorable(value: Any) -> bool:

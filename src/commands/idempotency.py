@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from app.db import driver
+
 KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -45,38 +47,43 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 def claim(conn: Connection, actor: str, key: str, print_: str, ttl_s: int) -> StoredResponse | None:
     """Take the key for this request, or return the response stored for it.
 
-    The row stays invisible to others until this transaction commits; `complete` fills it in.
+    One statement takes a free key or an expired one; the row stays invisible to others until this
+    transaction commits (`complete` fills it in), and a request with the same key waits on it.
     """
     if not KEY.match(key):
         raise InvalidKey("Idempotency-Key must be 1-255 printable ASCII characters")
-    conn.execute(text("DELETE FROM idempotency_keys WHERE actor = :a AND key = :k AND expires_at < now()"),
-                 {"a": actor, "k": key})  # fmt: skip
-    taken = conn.execute(
-        text(
-            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, body, headers, expires_at)"
-            " VALUES (:a, :k, :f, 0, '{}', '{}', now() + make_interval(secs => :ttl))"
-            " ON CONFLICT (actor, key) DO NOTHING RETURNING key"
-        ),
-        {"a": actor, "k": key, "f": print_, "ttl": ttl_s},
-    ).first()
-    if taken:
+    pg = driver(conn)
+    params = {"a": actor, "k": key, "f": print_, "ttl": ttl_s}
+    if pg.execute(_CLAIM, params).fetchone():
         return None
-    row = conn.execute(
-        text("SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE actor = :a AND key = :k"),
-        {"a": actor, "k": key},
-    ).one()
-    if row.fingerprint != print_:
+    row = pg.execute(_STORED, params).fetchone()
+    assert row is not None  # the claim found it: keys are deleted only once expired, and this one was not
+    fingerprint, status, body, headers = row
+    if fingerprint != print_:
         raise KeyReused(f"Idempotency-Key {key!r} was already used for a different request")
-    return StoredResponse(row.status, row.body, row.headers)
+    return StoredResponse(status, body, headers)
+
+
+_CLAIM = """
+    INSERT INTO idempotency_keys (actor, key, fingerprint, status, body, headers, expires_at)
+    VALUES (%(a)s, %(k)s, %(f)s, 0, '{}', '{}', now() + make_interval(secs => %(ttl)s))
+    ON CONFLICT (actor, key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, status = 0, body = '{}', headers = '{}',
+            expires_at = EXCLUDED.expires_at
+        WHERE idempotency_keys.expires_at < now()
+    RETURNING key
+"""
+_STORED = "SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE actor = %(a)s AND key = %(k)s"
+_COMPLETE = """
+    UPDATE idempotency_keys SET status = %(s)s, body = %(b)s::jsonb, headers = %(h)s::jsonb
+    WHERE actor = %(a)s AND key = %(k)s
+"""
 
 
 def complete(conn: Connection, actor: str, key: str, response: StoredResponse) -> None:
-    """Record the response the command produced (same transaction as its events)."""
-    conn.execute(
-        text(
-            "UPDATE idempotency_keys SET status = :s, body = CAST(:b AS jsonb), headers = CAST(:h AS jsonb)"
-            " WHERE actor = :a AND key = :k"
-        ),
+    """Record the response the command produced (same transaction as its events; not waited for)."""
+    driver(conn).execute(
+        _COMPLETE,
         {"s": response.status, "b": json.dumps(response.body), "h": json.dumps(response.headers), "a": actor, "k": key},
     )
 

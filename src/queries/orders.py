@@ -1,14 +1,17 @@
-"""Queries over the order_summaries projection (plain SQLAlchemy Core; projection tables only)."""
+"""Queries over the order_summaries projection (projection tables only; plain SQL on the hot path)."""
 
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
+from psycopg.rows import dict_row
 from sqlalchemy import Connection, Engine, Row, func, select
 
+from app.db import driver
 from app.money import format_amount
-from queries.tables import order_items, order_summaries
+from queries.tables import order_summaries
 
 
 def _summary(row: Row[Any]) -> dict[str, Any]:
@@ -38,27 +41,39 @@ def list_orders(
     return [_summary(row) for row in conn.execute(page)], total
 
 
+# One statement, one round trip: the summary row with its items as JSON (prices as text: exact).
+_ORDER = """
+    SELECT s.order_id::text AS order_id, s.customer_id, s.currency, s.status, s.total, s.paid_amount,
+           s.refunded_amount, s.carrier, s.tracking_number, s.service_level, s.cancellation_reason,
+           s.version, s.last_position, s.created_at, s.updated_at,
+           (SELECT coalesce(json_agg(json_build_array(i.sku, i.quantity, i.unit_price::text) ORDER BY i.sku), '[]')
+            FROM order_items i WHERE i.order_id = s.order_id) AS items
+    FROM order_summaries s WHERE s.order_id = %(id)s
+"""
+
+
 def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
     """One order with its items, or None if the projection has not seen it."""
-    row = conn.execute(select(order_summaries).where(order_summaries.c.order_id == order_id)).first()
+    with driver(conn).cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_ORDER, {"id": order_id}).fetchone()
     if row is None:
         return None
-    items = conn.execute(
-        select(order_items).where(order_items.c.order_id == order_id).order_by(order_items.c.sku)
-    ).all()
-    order = _summary(row)
+    currency = row["currency"]
+    order = {k: v for k, v in row.items() if k != "items"}
+    for name in ("total", "paid_amount", "refunded_amount"):
+        order[name] = format_amount(order[name], currency)
     order["items"] = [
         {
-            "sku": item.sku,
-            "quantity": item.quantity,
-            "unit_price": format_amount(item.unit_price, row.currency),
-            "line_total": format_amount(item.unit_price * item.quantity, row.currency),
+            "sku": sku,
+            "quantity": quantity,
+            "unit_price": format_amount(Decimal(price), currency),
+            "line_total": format_amount(Decimal(price) * quantity, currency),
         }
-        for item in items
+        for sku, quantity, price in row["items"]
     ]
     order["shipment"] = (
-        {"carrier": row.carrier, "tracking_number": row.tracking_number, "service_level": row.service_level}
-        if row.carrier is not None
+        {"carrier": row["carrier"], "tracking_number": row["tracking_number"], "service_level": row["service_level"]}
+        if row["carrier"] is not None
         else None
     )
     return order
@@ -76,7 +91,7 @@ def get_order_at_least(engine: Engine, order_id: str, min_version: int | None, w
     """The order once the projection has at least `min_version` of it, polling for up to wait_ms."""
     deadline, delay = time.monotonic() + wait_ms / 1000, 0.002
     while True:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # no BEGIN/ROLLBACK
             order = get_order(conn, order_id)
         if min_version is None or (order is not None and order["version"] >= min_version):
             return order

@@ -52,7 +52,7 @@ class CustomerStatsSchema(ma.Schema):
 
 @blp.route("/stats/sales")
 class Sales(MethodView):
-    @blp.arguments(SalesArgsSchema, location="query")
+    @blp.arguments(SalesArgsSchema(), location="query")
     @blp.response(200, DaySchema(many=True))
     def get(self, args: dict[str, Any]) -> Any:
         """Orders, revenue and refunds per day and currency"""

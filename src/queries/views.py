@@ -28,7 +28,7 @@ VERSION_HEADER = {
 @blp.route("/orders")
 class OrderList(MethodView):
     @blp.etag
-    @blp.arguments(OrderFilterSchema, location="query")
+    @blp.arguments(OrderFilterSchema(), location="query")
     @blp.response(200, OrderSummarySchema(many=True))
     @blp.paginate()
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
@@ -58,7 +58,7 @@ class DetailArgsSchema(ma.Schema):
 @blp.route("/orders/<uuid:order_id>")
 class OrderDetail(MethodView):
     @blp.etag
-    @blp.arguments(DetailArgsSchema, location="query")
+    @blp.arguments(DetailArgsSchema(), location="query")
     @blp.response(200, OrderSchema, headers=VERSION_HEADER)
     @problem_responses(blp, {404: "the projection has no such order (yet)", 409: "not yet at min_version"})
     def get(self, args: dict[str, Any], order_id: Any) -> Any:

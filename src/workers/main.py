@@ -19,7 +19,7 @@ def run_relay(settings: Settings) -> None:
     """Run one relay (leader or standby) until SIGTERM/SIGINT."""
     configure_logging()
     stop = stop_on_signals()
-    engine = make_engine(settings, pool_size=1)
+    engine = make_engine(settings, pool_size=2)  # one publishes for the whole term, one does upkeep
     Relay(settings, engine, streams_client(settings), stop).run()
     engine.dispose()
 

@@ -4,86 +4,98 @@ A row is unpublished while entry_ms is NULL. Once XADDed it records its partitio
 stays until every consumer group has acknowledged that entry (see workers/retention.py). So the
 outbox always holds exactly the events that Redis might still have to deliver: if Redis loses a
 stream, marking that partition's rows unpublished again republishes everything not yet consumed.
+
+Statements run on the psycopg connection under the SQLAlchemy one (prepared after a few uses); each
+write is one statement, so it is atomic on its own when the relay runs it in autocommit mode.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, text
+from psycopg.rows import dict_row
+from sqlalchemy import Connection
 
+from app.db import driver
 from app.events import RecordedEvent
 from app.eventstore import COLUMNS
 from app.streams import EntryId
 
-_UNPUBLISHED = text(
+_UNPUBLISHED = (
     f"SELECT {', '.join('e.' + c for c in COLUMNS.split(', '))} FROM outbox o"
-    " JOIN events e ON e.position = o.position WHERE o.entry_ms IS NULL ORDER BY o.position LIMIT :n"
+    " JOIN events e ON e.position = o.position WHERE o.entry_ms IS NULL ORDER BY o.position LIMIT %(n)s"
 )
+_LAST_PUBLISHED = "SELECT stream_partition, last_ms, last_seq FROM relay_partitions"
+_MARK = """
+    WITH marked AS (
+        UPDATE outbox o SET stream_partition = r.p, entry_ms = r.ms, entry_seq = r.seq
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(pos bigint, p smallint, ms bigint, seq bigint)
+        WHERE o.position = r.pos
+    )
+    INSERT INTO relay_partitions (stream_partition, last_ms, last_seq)
+    SELECT * FROM jsonb_to_recordset(%(newest)s::jsonb) AS n(p smallint, ms bigint, seq bigint)
+    ON CONFLICT (stream_partition) DO UPDATE
+        SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq, published_at = now()
+"""
+_REPUBLISH = """
+    WITH again AS (
+        UPDATE outbox SET stream_partition = NULL, entry_ms = NULL, entry_seq = NULL
+        WHERE stream_partition = %(p)s AND entry_ms IS NOT NULL
+        RETURNING 1
+    ), forgotten AS (
+        DELETE FROM relay_partitions WHERE stream_partition = %(p)s
+    )
+    SELECT count(*) FROM again
+"""
 
 
 def unpublished(conn: Connection, limit: int) -> list[RecordedEvent]:
     """The oldest events not yet on a stream, in position order."""
-    return [RecordedEvent(**row) for row in conn.execute(_UNPUBLISHED, {"n": limit}).mappings()]
+    with driver(conn).cursor(row_factory=dict_row) as cur:
+        return [RecordedEvent(**row) for row in cur.execute(_UNPUBLISHED, {"n": limit}).fetchall()]
 
 
 def mark_published(conn: Connection, rows: Sequence[tuple[int, int, EntryId]]) -> None:
-    """Record (position, partition, entry id) for each event just XADDed, and each partition's newest id."""
-    conn.execute(
-        text(
-            "UPDATE outbox o SET stream_partition = r.p, entry_ms = r.ms, entry_seq = r.seq"
-            " FROM unnest(CAST(:pos AS bigint[]), CAST(:p AS smallint[]), CAST(:ms AS bigint[]),"
-            " CAST(:seq AS bigint[])) AS r(pos, p, ms, seq) WHERE o.position = r.pos"
-        ),
-        {
-            "pos": [r[0] for r in rows],
-            "p": [r[1] for r in rows],
-            "ms": [r[2][0] for r in rows],
-            "seq": [r[2][1] for r in rows],
-        },
-    )
+    """Record (position, partition, entry id) for each event just XADDed, and each partition's newest id.
+
+    One statement, so it is atomic even on a connection in autocommit mode.
+    """
     newest: dict[int, EntryId] = {}
     for _position, partition, entry_id in rows:
         newest[partition] = max(newest.get(partition, entry_id), entry_id)
-    conn.execute(
-        text(
-            "INSERT INTO relay_partitions (stream_partition, last_ms, last_seq) VALUES (:p, :ms, :seq)"
-            " ON CONFLICT (stream_partition) DO UPDATE SET last_ms = :ms, last_seq = :seq, published_at = now()"
-        ),
-        [{"p": p, "ms": i[0], "seq": i[1]} for p, i in newest.items()],
-    )
+    marked = [{"pos": pos, "p": p, "ms": ms, "seq": seq} for pos, p, (ms, seq) in rows]
+    newest_rows = [{"p": p, "ms": ms, "seq": seq} for p, (ms, seq) in newest.items()]
+    # Rows travel as one JSON parameter: for the relay's small batches, far cheaper to send than arrays.
+    driver(conn).execute(_MARK, {"rows": json.dumps(marked), "newest": json.dumps(newest_rows)})
 
 
 def last_published(conn: Connection) -> dict[int, EntryId]:
     """The newest entry id the relay wrote to each partition."""
-    rows = conn.execute(text("SELECT stream_partition, last_ms, last_seq FROM relay_partitions"))
-    return {row.stream_partition: (row.last_ms, row.last_seq) for row in rows}
+    rows = driver(conn).execute(_LAST_PUBLISHED).fetchall()
+    return {partition: (ms, seq) for partition, ms, seq in rows}
 
 
 def republish(conn: Connection, partition: int) -> int:
-    """Redis lost this partition's stream: publish its retained rows again. Returns how many."""
-    count = conn.execute(
-        text(
-            "UPDATE outbox SET stream_partition = NULL, entry_ms = NULL, entry_seq = NULL"
-            " WHERE stream_partition = :p AND entry_ms IS NOT NULL"
-        ),
-        {"p": partition},
-    ).rowcount
-    conn.execute(text("DELETE FROM relay_partitions WHERE stream_partition = :p"), {"p": partition})
-    return count
+    """Redis lost this partition's stream: publish its retained rows again. Returns how many (one statement)."""
+    row = driver(conn).execute(_REPUBLISH, {"p": partition}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def forget_acknowledged(conn: Connection, partition: int, below: EntryId) -> int:
     """Drop rows whose entries every group acknowledged (entry id < `below`). Returns how many."""
-    return conn.execute(
-        text(
-            "DELETE FROM outbox WHERE stream_partition = :p AND entry_ms IS NOT NULL"
-            " AND (entry_ms, entry_seq) < (:ms, :seq)"
-        ),
-        {"p": partition, "ms": below[0], "seq": below[1]},
-    ).rowcount
+    return (
+        driver(conn)
+        .execute(
+            "DELETE FROM outbox WHERE stream_partition = %(p)s AND entry_ms IS NOT NULL"
+            " AND (entry_ms, entry_seq) < (%(ms)s, %(seq)s)",
+            {"p": partition, "ms": below[0], "seq": below[1]},
+        )
+        .rowcount
+    )
 
 
 def backlog(conn: Connection) -> int:
     """Events committed but not yet on a stream."""
-    return int(conn.execute(text("SELECT count(*) FROM outbox WHERE entry_ms IS NULL")).scalar_one())
+    row = driver(conn).execute("SELECT count(*) FROM outbox WHERE entry_ms IS NULL").fetchone()
+    return int(row[0]) if row else 0

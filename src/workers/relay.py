@@ -39,6 +39,17 @@ log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x6F7264657273  # "orders": the advisory lock key that makes a relay the leader
 CHANNEL = "orderstream_outbox"  # NOTIFYed by a trigger on outbox inserts
+# A stream's last generated id (nil if there is no stream): what XINFO STREAM says, without shipping
+# its first and last entries back to Python on every publish.
+NEWEST_ID = """
+local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+if type(info) ~= 'table' or info['err'] then return false end
+for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+end
+return false
+"""
+LOCK_CHECK_SECONDS = 0.5  # how often a busy leader checks that its lock session is alive
 TRANSIENT = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
 
 
@@ -47,6 +58,9 @@ class Relay:
         self.settings, self.engine, self.redis, self.stop = settings, engine, redis_client, stop
         self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
         self.poll_seconds = 1.0
+        # The newest entry id written to each partition (relay_partitions, kept in step while leading;
+        # reloaded at every upkeep, which runs first thing after taking the lead).
+        self.newest_written: dict[int, EntryId] = {}
 
     def run(self) -> None:
         """Until stopped: become leader, then publish whatever the outbox holds."""
@@ -77,15 +91,20 @@ class Relay:
                 return
             log.info("relay %s is the leader", relay_name())
             lock_conn.execute(f"LISTEN {CHANNEL}")
-            self._lead(lock_conn)
+            # One connection publishes for the whole term, in autocommit: each statement is atomic alone.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as publisher:
+                self._lead(lock_conn, publisher)
             lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
             log.info("relay released leadership")
 
-    def _lead(self, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def _lead(self, lock_conn: psycopg.Connection[tuple[object, ...]], publisher: Connection) -> None:
         interval = self.settings.retention_interval_ms / 1000
-        next_upkeep = 0.0
+        next_upkeep = next_lock_check = last_published = 0.0
+        linger = self.settings.batch_linger_ms / 1000
         while not self.stop.is_set():
-            lock_conn.execute("SELECT 1")  # a dead session has lost the lock: fail here, step down, retry
+            if time.monotonic() >= next_lock_check:  # a dead session has lost the lock: fail, step down, retry
+                lock_conn.execute("SELECT 1")
+                next_lock_check = time.monotonic() + LOCK_CHECK_SECONDS
             if time.monotonic() >= next_upkeep:
                 self.repair_lost_streams()
                 self.trim_acknowledged()
@@ -93,53 +112,66 @@ class Relay:
                 with self.engine.begin() as conn:
                     idempotency.purge_expired(conn)
                 next_upkeep = time.monotonic() + interval
-            if self.publish_batch() < self.settings.relay_batch_size:
+            published = self.publish_batch(publisher)
+            if published:
+                last_published = time.monotonic()
+            if published < self.settings.relay_batch_size:
                 wait = max(0.0, min(self.poll_seconds, next_upkeep - time.monotonic()))
                 for _ in lock_conn.notifies(timeout=wait, stop_after=1):
                     pass
+                if time.monotonic() - last_published < linger:  # busy: let a few more commit first
+                    self.stop.wait(linger)
 
-    def publish_batch(self) -> int:
-        """XADD the oldest unpublished events (pipelined), then record where they went. Returns how many."""
+    def publish_batch(self, conn: Connection) -> int:
+        """XADD the oldest unpublished events (pipelined), then record where they went. Returns how many.
+
+        Two statements, each its own transaction: a crash between the XADD and the record only means
+        the batch is published again, which consumers ignore (they apply each version once).
+        """
         partitions = self.settings.stream_partitions
-        with self.engine.begin() as conn:
-            events = outbox.unpublished(conn, self.settings.relay_batch_size)
-            if not events:
-                return 0
-            targets = [partition_of(partitions, event.stream_id) for event in events]
-            touched = sorted(set(targets))
-            # Each stream's newest id is read in the same pipeline, just before our XADDs: if Redis lost
-            # entries since we last wrote (restart, failover), it shows here, before new ids hide it.
-            pipe = self.redis.pipeline(transaction=False)
-            for partition in touched:
-                pipe.xinfo_stream(self.keys[partition])
-            for event, partition in zip(events, targets, strict=True):
-                pipe.xadd(self.keys[partition], encode_entry(event))  # type: ignore[arg-type]
-            results = pipe.execute(raise_on_error=False)
-            infos, ids = results[: len(touched)], results[len(touched) :]
-            for entry_id in ids:
-                if isinstance(entry_id, Exception):
-                    raise entry_id
-            EVENTS_PUBLISHED.inc(len(ids))
-            if log.isEnabledFor(logging.DEBUG):
-                for event, entry_id in zip(events, ids, strict=True):
-                    log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
-            recorded = outbox.last_published(conn)
-            lost = [p for p, info in zip(touched, infos, strict=True) if p in recorded and _behind(info, recorded[p])]
-            outbox.mark_published(
-                conn,
-                [(e.position, p, parse_entry_id(i)) for e, p, i in zip(events, targets, ids, strict=True)],
-            )
-            for partition in lost:
-                count = outbox.republish(conn, partition)
-                log.warning("stream %s lost entries: publishing %d retained events again", self.keys[partition], count)
+        events = outbox.unpublished(conn, self.settings.relay_batch_size)
+        if not events:
+            return 0
+        targets = [partition_of(partitions, event.stream_id) for event in events]
+        touched = sorted(set(targets))
+        # Each stream's newest id is read in the same pipeline, just before our XADDs: if Redis lost
+        # entries since we last wrote (restart, failover), it shows here, before new ids hide it.
+        pipe = self.redis.pipeline(transaction=False)
+        for partition in touched:
+            pipe.eval(NEWEST_ID, 1, self.keys[partition])
+        for event, partition in zip(events, targets, strict=True):
+            pipe.xadd(self.keys[partition], encode_entry(event))  # type: ignore[arg-type]
+        results = pipe.execute(raise_on_error=False)
+        newest_ids, ids = results[: len(touched)], results[len(touched) :]
+        for entry_id in ids:
+            if isinstance(entry_id, Exception):
+                raise entry_id
+        EVENTS_PUBLISHED.inc(len(ids))
+        if log.isEnabledFor(logging.DEBUG):
+            for event, entry_id in zip(events, ids, strict=True):
+                log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
+        written = self.newest_written
+        lost = [
+            p for p, newest in zip(touched, newest_ids, strict=True) if p in written and _behind(newest, written[p])
+        ]
+        rows = [(e.position, p, parse_entry_id(i)) for e, p, i in zip(events, targets, ids, strict=True)]
+        outbox.mark_published(conn, rows)
+        for _position, partition, entry_id in rows:
+            written[partition] = max(written.get(partition, entry_id), entry_id)
+        for partition in lost:
+            count = outbox.republish(conn, partition)
+            written.pop(partition, None)
+            log.warning("stream %s lost entries: publishing %d retained events again", self.keys[partition], count)
         return len(events)
 
     def repair_lost_streams(self) -> None:
         """Publish again what a partition stream lost (PostgreSQL is the truth)."""
         with self.engine.begin() as conn:
-            for partition, last_id in outbox.last_published(conn).items():
+            self.newest_written = outbox.last_published(conn)
+            for partition, last_id in list(self.newest_written.items()):
                 if lost_entries(self.redis, self.keys[partition], last_id):
                     count = outbox.republish(conn, partition)
+                    self.newest_written.pop(partition)
                     log.warning(
                         "stream %s lost entries up to %s: publishing %d retained events again",
                         self.keys[partition],
@@ -173,11 +205,11 @@ class Relay:
             CONSUMER_LAG_SECONDS.labels(name).set(age)
 
 
-def _behind(info: object, last_written: EntryId) -> bool:
-    """A stream that is gone (XINFO answered an error) or whose newest id is older than what we wrote."""
-    if isinstance(info, Exception):
+def _behind(newest: object, last_written: EntryId) -> bool:
+    """A stream that is gone (no newest id) or whose newest id is older than what we wrote."""
+    if newest is None or isinstance(newest, Exception):
         return True
-    return parse_entry_id(info["last-generated-id"]) < last_written  # type: ignore[index]
+    return parse_entry_id(newest) < last_written  # type: ignore[arg-type]
 
 
 def _ids(event: RecordedEvent) -> dict[str, object]:

@@ -61,7 +61,7 @@ def _letter(letter_id: int) -> dict[str, Any]:
 
 @blp.route("/dead-letters")
 class DeadLetters(MethodView):
-    @blp.arguments(DeadLetterFilterSchema, location="query")
+    @blp.arguments(DeadLetterFilterSchema(), location="query")
     @blp.response(200, DeadLetterSchema(many=True))
     @blp.paginate()
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
@@ -119,7 +119,7 @@ class Redrive(MethodView):
 
 @blp.route("/dead-letters/<int:letter_id>/discard")
 class Discard(MethodView):
-    @blp.arguments(DiscardSchema)
+    @blp.arguments(DiscardSchema())
     @blp.response(200, DeadLetterSchema)
     @problem_responses(blp, {404: "no such dead letter"})
     @problem_responses(blp, {409: "the dead letter is not open"})
