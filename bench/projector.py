@@ -62,9 +62,10 @@ def publish(settings: Settings, redis: Redis) -> int:
     engine = make_engine(settings, pool_size=1)
     relay = Relay(settings, engine, redis, threading.Event())
     published = 0
-    while count := relay.publish_batch():
-        published += count
-        print(f"\rpublishing: {published:,} events", end="", flush=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        while count := relay.publish_batch(conn):
+            published += count
+            print(f"\rpublishing: {published:,} events", end="", flush=True)
     print()
     engine.dispose()
     return published

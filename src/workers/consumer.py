@@ -59,6 +59,7 @@ class ConsumerGroupRunner:
         self.claim_from = dict.fromkeys(self.keys, "0-0")
         self.next_claim = time.monotonic() + settings.claim_idle_ms / 1000
         self.catch_up_unknown = False
+        self.last_small_batch = 0.0  # when the last batch that did not fill the batch size was handled
 
     @property
     def group(self) -> str:
@@ -158,8 +159,18 @@ class ConsumerGroupRunner:
             pass
 
     def step(self) -> int:
-        """Read and process one batch of new entries; returns how many it acknowledged."""
-        return self.process(self._read(">", block=self.settings.consumer_block_ms))
+        """Read and process one batch of new entries; returns how many it acknowledged.
+
+        Under sustained load (the last batch was small and came less than the linger ago), wait the
+        linger first: the next read then carries several events, not one, for the same round trips.
+        """
+        linger = self.settings.batch_linger_ms / 1000
+        if time.monotonic() - self.last_small_batch < linger:
+            self.stop.wait(linger)
+        handled = self.process(self._read(">", block=self.settings.consumer_block_ms))
+        if 0 < handled < self.settings.consumer_batch_size:
+            self.last_small_batch = time.monotonic()
+        return handled
 
     def claim_stale(self) -> int:
         """Take over entries pending longer than claim_idle_ms (a dead consumer's, or a failing one)."""
