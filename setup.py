@@ -26,6 +26,7 @@ setup(
         "tenacity>=8,<10",
         "tqdm>=4.66,<5",
         "limits>=4,<6",
+        "orjson>=3.9,<4",
         "prometheus-client>=0.20,<1",
         "structlog>=24,<27",
         "swagger-ui-bundle>=1.1,<2",

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Connection, Engine, create_engine
 
 from app.config import Settings
@@ -19,6 +21,7 @@ def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
     No pre-ping (it costs a round trip per checkout): a connection that turns out dead raises a
     disconnect error, and SQLAlchemy then discards the whole pool, so the next checkout is fresh.
     """
+    set_json_loads(orjson.loads)  # jsonb columns (payloads, metadata) parsed by orjson, process-wide
     return create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size,

@@ -7,10 +7,10 @@ of partitions re-maps orders: drain the outbox and the groups first.
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
+import orjson
 from redis import Redis, RedisCluster
 
 from app.config import Settings
@@ -68,7 +68,7 @@ def encode_entry(event: RecordedEvent) -> dict[str, str]:
         "type": event.type,
         "stream_id": event.stream_id,
         "version": str(event.version),
-        "envelope": json.dumps(event.to_json(), separators=(",", ":")),
+        "envelope": orjson.dumps(event.to_json()).decode(),
     }
 
 
@@ -77,4 +77,4 @@ def decode_entry(fields: dict[Any, Any]) -> RecordedEvent:
     raw = fields.get(b"envelope", fields.get("envelope"))
     if raw is None:
         raise ValueError("stream entry has no envelope field")
-    return RecordedEvent.from_json(json.loads(raw))
+    return RecordedEvent.from_json(orjson.loads(raw))
