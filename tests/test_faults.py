@@ -343,3 +343,25 @@ def test_trimming_waits_for_an_expected_group_that_does_not_exist_yet(fresh_env:
         assert env.scalar("SELECT count(*) FROM outbox") == events
         with workers(env, ("projector", "--projection", "sales_stats")):  # once it exists and acks: trimmed
             wait_for(lambda: sum(env.redis.xlen(k) for k in keys) == 0, what="trimming behind both groups")
+
+
+def test_after_postgresql_drops_every_connection_at_most_one_request_fails(env: Env) -> None:
+    """A restart or failover kills every pooled connection at once: the first request to find out
+    answers 503, and takes the whole stale pool with it, so the next ones get fresh connections."""
+    from app.db import driver
+
+    app = create_app(env.settings)
+    client = api_client(app)
+    engine = app.extensions["orderstream"]["engine"]
+    pooled = [engine.connect() for _ in range(3)]
+    pids = [driver(conn).info.backend_pid for conn in pooled]
+    for conn in pooled:
+        conn.close()  # back to the pool, alive as far as it knows
+    with env.engine.connect() as admin:
+        for pid in pids:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    commands = [client.post("/orders", json=ORDER).status_code for _ in range(3)]
+    reads = [client.get("/orders?limit=1").status_code for _ in range(2)]
+    assert commands[0] in (201, 503) and commands[1:] == [201, 201], commands
+    assert reads == [200, 200]
+    engine.dispose()

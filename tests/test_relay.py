@@ -85,3 +85,67 @@ def test_relay_killed_mid_stream_loses_nothing(fresh_env: Env) -> None:
         # duplicates are allowed (at least once); the first occurrence of each version is in order
         first_seen = list(dict.fromkeys(seen[order_id]))
         assert first_seen == [1, 2, 3], (order_id, seen[order_id])
+
+
+def test_a_loss_seen_while_publishing_survives_a_crash_before_the_repair(fresh_env: Env) -> None:
+    """Redis loses a stream; the next publish finds out, and the relay's PostgreSQL connection dies
+    before it has queued the lost event again. The next leader must still see the loss and publish
+    the event again: the new order's entry must not have hidden it."""
+    from app.streams import partition_of
+
+    env, stop = fresh_env, threading.Event()
+    partitions = env.settings.stream_partitions
+    first = str(uuid.uuid4())
+    second = next(
+        o
+        for o in (str(uuid.uuid4()) for _ in range(1000))
+        if partition_of(partitions, o) == partition_of(partitions, first)
+    )
+    relay = Relay(env.settings, env.engine, env.redis, stop)
+    relay.repair_lost_streams()  # what leading starts with
+    with env.engine.begin() as conn:
+        eventstore.append(conn, first, 0, [created(first)], META)
+    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as publisher:
+        assert relay.publish_batch(publisher) == 1
+        env.redis.delete(relay.keys[partition_of(partitions, first)])  # a restart without persistence
+        with env.engine.begin() as conn:
+            eventstore.append(conn, second, 0, [created(second)], META)
+        crashed = env.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        crashed_pid = crashed.connection.driver_connection.info.backend_pid
+
+        def publish_and_lose_the_connection_after_the_xadd() -> None:
+            real_xadd_pipeline = relay.redis.pipeline
+
+            def pipeline(*args, **kwargs):  # type: ignore[no-untyped-def]
+                pipe = real_xadd_pipeline(*args, **kwargs)
+                real_execute = pipe.execute
+
+                def execute(*a, **k):  # type: ignore[no-untyped-def]
+                    results = real_execute(*a, **k)  # the XADDs are done: now PostgreSQL goes away
+                    with env.engine.connect() as admin:
+                        admin.exec_driver_sql(f"SELECT pg_terminate_backend({crashed_pid})")
+                    return results
+
+                pipe.execute = execute
+                return pipe
+
+            relay.redis.pipeline = pipeline  # type: ignore[method-assign]
+            try:
+                relay.publish_batch(crashed)
+            finally:
+                relay.redis.pipeline = real_xadd_pipeline  # type: ignore[method-assign]
+
+        try:
+            publish_and_lose_the_connection_after_the_xadd()
+            raise AssertionError("the relay's connection should have died")
+        except Exception as exc:  # psycopg.OperationalError, as a real crash would raise
+            assert "terminat" in str(exc).lower() or "closed" in str(exc).lower() or "connection" in str(exc).lower()
+        crashed.invalidate()
+    successor = Relay(env.settings, env.engine, env.redis, stop)
+    successor.repair_lost_streams()
+    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as publisher:
+        while successor.publish_batch(publisher):
+            pass
+    on_streams = published(env)
+    assert 1 in on_streams[first], "the event Redis lost was never published again"
+    assert 1 in on_streams[second]

@@ -43,19 +43,35 @@ def pipelined_transaction(engine: Engine) -> Iterator[Connection]:
 
     Statements inside must run on the psycopg connection (`driver(conn)`): each waits only when its
     result is read, so a transaction costs one round trip per result it needs, not per statement.
-    Anything raised inside rolls it back; a broken connection is dropped from the pool.
+    Anything raised inside rolls it back; a lost server empties the pool (`autocommit`).
     """
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with autocommit(engine) as conn:
         pg = driver(conn)
         try:
             with pg.pipeline():
                 pg.execute("BEGIN")
                 yield conn
                 pg.execute("COMMIT")
-        except psycopg.OperationalError:
-            conn.invalidate()
-            raise
         except BaseException:
-            if not pg.closed and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            if not (pg.closed or pg.broken) and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 pg.execute("ROLLBACK")
+            raise
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection in autocommit mode, for statements run on its psycopg connection.
+
+    SQLAlchemy empties its pool when it sees a connection die, but statements sent straight to
+    psycopg bypass it: so here, a broken connection is dropped and the pool with it (every other
+    pooled connection is as stale after a PostgreSQL restart or failover), as SQLAlchemy would.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            pg = driver(conn)
+            if pg.closed or pg.broken:
+                conn.invalidate()
+                engine.dispose(close=False)
             raise

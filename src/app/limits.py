@@ -4,7 +4,9 @@ The counting is the `limits` library (the engine under flask-limiter), called di
 fixed-window INCR per request and nothing else, where flask-limiter's per-request resolution of
 decorators, exemptions and headers cost about as much CPU again as the command itself.
 If Redis is unreachable, counting falls back to per-process memory, so commands keep working
-through a Redis outage (the limit is then enforced per process until Redis is back).
+through a Redis outage (the limit is then enforced per process until Redis is back). After a
+failure, Redis is left alone for a few seconds: a Redis that hangs rather than refuses would
+otherwise cost every request its socket timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from werkzeug.exceptions import TooManyRequests
 from app.config import Settings
 
 STORAGE_ERRORS = (redis.RedisError, StorageError, OSError)
+RETRY_REDIS_AFTER_S = 5.0
 
 
 class RateLimits:
@@ -38,21 +41,28 @@ class RateLimits:
         )
         self.shared = FixedWindowRateLimiter(storage)
         self.local = FixedWindowRateLimiter(MemoryStorage())
+        self.redis_down_until = 0.0  # monotonic time before which counting stays in memory
 
     def breached(self, who: str) -> RateLimitItem | None:
         """Count one request for `who`; the limit it goes over, if any."""
         for item in self.items:
-            try:
-                allowed = self.shared.hit(item, who)
-            except STORAGE_ERRORS:
-                allowed = self.local.hit(item, who)
-            if not allowed:
+            if not self._hit(item, who):
                 return item
         return None
+
+    def _hit(self, item: RateLimitItem, who: str) -> bool:
+        if time.monotonic() >= self.redis_down_until:
+            try:
+                return self.shared.hit(item, who)
+            except STORAGE_ERRORS:
+                self.redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
+        return self.local.hit(item, who)
 
     def seconds_until_reset(self, item: RateLimitItem, who: str) -> int:
         """When the window of a breached limit ends (for Retry-After)."""
         try:
+            if time.monotonic() < self.redis_down_until:
+                raise StorageError(ConnectionError("Redis was unreachable moments ago"))
             reset = self.shared.get_window_stats(item, who).reset_time
         except STORAGE_ERRORS:
             reset = self.local.get_window_stats(item, who).reset_time

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, Engine, Row, func, select
 
-from app.db import driver
+from app.db import autocommit, driver
 from app.money import format_amount
 from queries.tables import order_summaries
 
@@ -91,7 +91,7 @@ def get_order_at_least(engine: Engine, order_id: str, min_version: int | None, w
     """The order once the projection has at least `min_version` of it, polling for up to wait_ms."""
     deadline, delay = time.monotonic() + wait_ms / 1000, 0.002
     while True:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # no BEGIN/ROLLBACK
+        with autocommit(engine) as conn:  # one statement: no BEGIN/ROLLBACK round trips
             order = get_order(conn, order_id)
         if min_version is None or (order is not None and order["version"] >= min_version):
             return order

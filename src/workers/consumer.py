@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import psycopg
 import redis
 import sqlalchemy.exc
 from sqlalchemy import Engine, text
@@ -37,7 +38,13 @@ from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay
 
 log = logging.getLogger(__name__)
-TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,  # statements sent straight to psycopg (the event store's gap fill)
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
 Entry = tuple[str, str, dict[Any, Any]]  # stream key, entry id, fields as Redis gave them (bytes)
 
 
@@ -256,7 +263,8 @@ class ConsumerGroupRunner:
         return done
 
     @retry(
-        retry=retry_if_exception_type(sqlalchemy.exc.OperationalError),  # deadlock, serialization, lost link
+        # deadlock, serialization, lost link (through SQLAlchemy or straight from psycopg)
+        retry=retry_if_exception_type((sqlalchemy.exc.OperationalError, psycopg.OperationalError)),
         wait=wait_random_exponential(multiplier=0.05, max=1),
         stop=stop_after_attempt(3),
         reraise=True,

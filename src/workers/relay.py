@@ -27,6 +27,7 @@ import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
 from app.config import Settings
+from app.db import autocommit
 from app.events import RecordedEvent
 from app.logs import event_context
 from app.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
@@ -39,15 +40,33 @@ log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x6F7264657273  # "orders": the advisory lock key that makes a relay the leader
 CHANNEL = "orderstream_outbox"  # NOTIFYed by a trigger on outbox inserts
-# A stream's last generated id (nil if there is no stream): what XINFO STREAM says, without shipping
-# its first and last entries back to Python on every publish.
-NEWEST_ID = """
-local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
-if type(info) ~= 'table' or info['err'] then return false end
-for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then return info[i + 1] end
+# Append a batch's entries to one partition stream, unless the stream has lost entries we wrote
+# (ARGV[1], the newest id we recorded, or '' if none): then add nothing and answer {'lost'}.
+# Check and append are one atomic step, so the evidence of a loss (the stream's last generated id
+# behind ours) survives until the relay has queued the lost events again in PostgreSQL; appending
+# first would hide it behind new ids. ARGV[2] is the number of fields per entry, then the entries.
+APPEND_UNLESS_LOST = """
+local expected = ARGV[1]
+if expected ~= '' then
+    local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+    local last = nil
+    if type(info) == 'table' and not info['err'] then
+        for i = 1, #info, 2 do
+            if info[i] == 'last-generated-id' then last = info[i + 1] end
+        end
+    end
+    if last == nil then return {'lost'} end
+    local lms, lseq = string.match(last, '(%d+)-(%d+)')
+    local ems, eseq = string.match(expected, '(%d+)-(%d+)')
+    lms, lseq, ems, eseq = tonumber(lms), tonumber(lseq), tonumber(ems), tonumber(eseq)
+    if lms < ems or (lms == ems and lseq < eseq) then return {'lost'} end
 end
-return false
+local width = tonumber(ARGV[2])
+local ids = {}
+for i = 3, #ARGV, width do
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
+end
+return ids
 """
 LOCK_CHECK_SECONDS = 0.5  # how often a busy leader checks that its lock session is alive
 TRANSIENT = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
@@ -92,7 +111,7 @@ class Relay:
             log.info("relay %s is the leader", relay_name())
             lock_conn.execute(f"LISTEN {CHANNEL}")
             # One connection publishes for the whole term, in autocommit: each statement is atomic alone.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as publisher:
+            with autocommit(self.engine) as publisher:
                 self._lead(lock_conn, publisher)
             lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
             log.info("relay released leadership")
@@ -123,45 +142,50 @@ class Relay:
                     self.stop.wait(linger)
 
     def publish_batch(self, conn: Connection) -> int:
-        """XADD the oldest unpublished events (pipelined), then record where they went. Returns how many.
+        """XADD the oldest unpublished events (one script per partition, pipelined), then record where
+        they went. Returns how many were handled (published, or found lost and queued again).
 
-        Two statements, each its own transaction: a crash between the XADD and the record only means
-        the batch is published again, which consumers ignore (they apply each version once).
+        Each write is one statement in its own transaction: a crash between the XADD and the record
+        only means the batch is published again, which consumers ignore (they apply each version once).
         """
         partitions = self.settings.stream_partitions
         events = outbox.unpublished(conn, self.settings.relay_batch_size)
         if not events:
             return 0
         targets = [partition_of(partitions, event.stream_id) for event in events]
-        touched = sorted(set(targets))
-        # Each stream's newest id is read in the same pipeline, just before our XADDs: if Redis lost
-        # entries since we last wrote (restart, failover), it shows here, before new ids hide it.
-        pipe = self.redis.pipeline(transaction=False)
-        for partition in touched:
-            pipe.eval(NEWEST_ID, 1, self.keys[partition])
+        by_partition: dict[int, list[RecordedEvent]] = {}
         for event, partition in zip(events, targets, strict=True):
-            pipe.xadd(self.keys[partition], encode_entry(event))  # type: ignore[arg-type]
-        results = pipe.execute(raise_on_error=False)
-        newest_ids, ids = results[: len(touched)], results[len(touched) :]
-        for entry_id in ids:
-            if isinstance(entry_id, Exception):
-                raise entry_id
-        EVENTS_PUBLISHED.inc(len(ids))
-        if log.isEnabledFor(logging.DEBUG):
-            for event, entry_id in zip(events, ids, strict=True):
-                log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
+            by_partition.setdefault(partition, []).append(event)
         written = self.newest_written
-        lost = [
-            p for p, newest in zip(touched, newest_ids, strict=True) if p in written and _behind(newest, written[p])
-        ]
-        rows = [(e.position, p, parse_entry_id(i)) for e, p, i in zip(events, targets, ids, strict=True)]
-        outbox.mark_published(conn, rows)
-        for _position, partition, entry_id in rows:
-            written[partition] = max(written.get(partition, entry_id), entry_id)
-        for partition in lost:
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, batch in by_partition.items():
+            expected = format_entry_id(written[partition]) if partition in written else ""
+            entries = [encode_entry(event) for event in batch]
+            flat = [part for entry in entries for field in entry.items() for part in field]
+            pipe.eval(APPEND_UNLESS_LOST, 1, self.keys[partition], expected, 2 * len(entries[0]), *flat)
+        results = pipe.execute(raise_on_error=False)
+        rows, lost = [], []
+        for (partition, batch), result in zip(by_partition.items(), results, strict=True):
+            if isinstance(result, Exception):
+                raise result
+            if result and result[0] in (b"lost", "lost"):
+                lost.append(partition)
+                continue
+            rows += [(event.position, partition, parse_entry_id(i)) for event, i in zip(batch, result, strict=True)]
+            if log.isEnabledFor(logging.DEBUG):
+                for event, entry_id in zip(batch, result, strict=True):
+                    log.debug("event published", extra={**_ids(event), "entry_id": entry_id})
+        EVENTS_PUBLISHED.inc(len(rows))
+        if rows:
+            outbox.mark_published(conn, rows)
+            for _position, partition, entry_id in rows:
+                written[partition] = max(written.get(partition, entry_id), entry_id)
+        for partition in lost:  # nothing was added there: its retained events go out again, in order
             count = outbox.republish(conn, partition)
             written.pop(partition, None)
             log.warning("stream %s lost entries: publishing %d retained events again", self.keys[partition], count)
+        if lost:  # at once, not at the next notification (the partitions are unrecorded now: no recursion loop)
+            return len(events) + self.publish_batch(conn)
         return len(events)
 
     def repair_lost_streams(self) -> None:
@@ -203,13 +227,6 @@ class Relay:
             CONSUMER_LAG.labels(name).set(lag)
             CONSUMER_PENDING.labels(name).set(pending)
             CONSUMER_LAG_SECONDS.labels(name).set(age)
-
-
-def _behind(newest: object, last_written: EntryId) -> bool:
-    """A stream that is gone (no newest id) or whose newest id is older than what we wrote."""
-    if newest is None or isinstance(newest, Exception):
-        return True
-    return parse_entry_id(newest) < last_written  # type: ignore[arg-type]
 
 
 def _ids(event: RecordedEvent) -> dict[str, object]:
