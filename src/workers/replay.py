@@ -11,13 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
-import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
+from app.db import driver
 from app.events import RecordedEvent
 from app.projection import Projection
 from workers.checkpoints import apply_batch
@@ -57,7 +56,7 @@ def count_events(conn: Connection, after: int = 0) -> int:
 def read_events(conn: Connection, after: int, size: int) -> list[RecordedEvent]:
     """The next `size` events after position `after`, read as plain tuples on the psycopg connection
     under `conn` (SQLAlchemy's row mappings, and psycopg's per-row dicts, cost more than the SQL)."""
-    pg: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    pg = driver(conn)
     events = []
     for event_id, stream_id, version, position, event_type, schema_version, json_text, recorded_at in pg.execute(
         _BATCH, {"after": after, "n": size}
