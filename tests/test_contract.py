@@ -13,10 +13,12 @@ from flask import Flask
 
 from app.auth import create_token
 from app.factory import create_app
+from queries.schemas import OrderSchema
 from tests.support import BIN, Env, api_client, workers
 from tests.test_api import ORDER, events_of, place
 
 PAY = {"amount": "19.98", "reference": "psp-1"}
+SHIP = {"carrier": "DHL", "tracking_number": "T-1"}
 
 
 @pytest.fixture(scope="module")
@@ -181,18 +183,45 @@ def test_a_version_not_reached_in_time_is_409_with_retry_after(env: Env) -> None
     assert client.get(f"/orders/{order_id}").status_code == 404  # without min_version: simply not there
 
 
-def test_etags_and_if_none_match_give_304(fresh_env: Env) -> None:
+def test_an_orders_etag_is_its_version_for_if_none_match_and_if_match(fresh_env: Env) -> None:
     client = api_client(create_app(fresh_env.settings))
     with workers(fresh_env, ("relay",), ("projector",)):
         order_id = place(client)
         first = client.get(f"/orders/{order_id}?min_version=1")
         etag = first.headers["ETag"]
-        assert client.get(f"/orders/{order_id}", headers={"If-None-Match": etag}).status_code == 304
-        version = client.post(f"/orders/{order_id}/payments", json=PAY).json["version"]
+        assert etag == '"1"' == f'"{first.headers["X-Projection-Version"]}"'
+        unchanged = client.get(f"/orders/{order_id}", headers={"If-None-Match": etag})
+        assert unchanged.status_code == 304 and unchanged.data == b""
+        version = client.post(f"/orders/{order_id}/payments", json=PAY, headers={"If-Match": etag}).json["version"]
         changed = client.get(f"/orders/{order_id}?min_version={version}", headers={"If-None-Match": etag})
-        assert changed.status_code == 200 and changed.headers["ETag"] != etag
+        assert changed.status_code == 200 and changed.headers["ETag"] == '"2"' and changed.json["status"] == "paid"
+        stale = client.post(f"/orders/{order_id}/shipments", json=SHIP, headers={"If-Match": etag})
+        assert stale.status_code == 412  # read, then change: the ETag read before the payment is stale now
         listed = client.get("/orders")
         assert client.get("/orders", headers={"If-None-Match": listed.headers["ETag"]}).status_code == 304
+
+
+def test_an_order_reads_exactly_as_its_documented_schema_in_every_state(fresh_env: Env) -> None:
+    """GET /orders/{id} encodes its document directly: it must be what OrderSchema would show."""
+    client = api_client(create_app(fresh_env.settings))
+    yen = {"customer_id": "c-2", "currency": "JPY", "items": [{"sku": "Z", "quantity": 3, "unit_price": "500"}]}
+    with workers(fresh_env, ("relay",), ("projector",)):
+        placed, shipped, cancelled = place(client), place(client), place(client, yen)
+        client.post(f"/orders/{shipped}/payments", json=PAY)
+        client.post(f"/orders/{shipped}/shipments", json=SHIP)
+        client.post(f"/orders/{cancelled}/cancellation", json={"reason": "changed my mind"})
+        documents = {
+            order_id: client.get(f"/orders/{order_id}?min_version={version}").json
+            for order_id, version in ((placed, 1), (shipped, 3), (cancelled, 2))
+        }
+    schema = OrderSchema()
+    for document in documents.values():
+        assert schema.dump(schema.load(document)) == document  # same fields, same formats, nothing more
+    assert documents[shipped]["shipment"] == {**SHIP, "service_level": "standard"}
+    assert documents[shipped]["status"] == "shipped" and documents[placed]["shipment"] is None
+    assert documents[cancelled]["cancellation_reason"] == "changed my mind"
+    assert documents[cancelled]["items"] == [{"sku": "Z", "quantity": 3, "unit_price": "500", "line_total": "1500"}]
+    assert (documents[cancelled]["total"], documents[placed]["total"]) == ("1500", "19.98")
 
 
 def test_rate_limits_per_token_answer_429_with_retry_after(env: Env, tokens: dict[str, str]) -> None:

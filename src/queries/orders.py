@@ -41,26 +41,28 @@ def list_orders(
     return [_summary(row) for row in conn.execute(page)], total
 
 
-# One statement, one round trip: the summary row with its items as JSON (prices as text: exact).
+# One statement, one round trip: the fields OrderSchema shows, with the items as JSON (prices as
+# text: exact) and the shipment's fields for the nested object.
 _ORDER = """
-    SELECT s.order_id::text AS order_id, s.customer_id, s.currency, s.status, s.total, s.paid_amount,
-           s.refunded_amount, s.carrier, s.tracking_number, s.service_level, s.cancellation_reason,
-           s.version, s.last_position, s.created_at, s.updated_at,
+    SELECT s.order_id::text AS order_id, s.customer_id, s.status, s.currency, s.total, s.paid_amount,
+           s.refunded_amount, s.version, s.created_at, s.updated_at, s.cancellation_reason,
+           s.carrier, s.tracking_number, s.service_level,
            (SELECT coalesce(json_agg(json_build_array(i.sku, i.quantity, i.unit_price::text) ORDER BY i.sku), '[]')
             FROM order_items i WHERE i.order_id = s.order_id) AS items
     FROM order_summaries s WHERE s.order_id = %(id)s
 """
+_AMOUNTS = ("total", "paid_amount", "refunded_amount")
 
 
 def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
-    """One order with its items, or None if the projection has not seen it."""
+    """One order as GET /orders/{id} shows it (exactly OrderSchema's fields, ready to encode as
+    JSON), or None if the projection has not seen it."""
     with driver(conn).cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_ORDER, {"id": order_id}).fetchone()
-    if row is None:
+        order = cur.execute(_ORDER, {"id": order_id}).fetchone()
+    if order is None:
         return None
-    currency = row["currency"]
-    order = {k: v for k, v in row.items() if k != "items"}
-    for name in ("total", "paid_amount", "refunded_amount"):
+    currency = order["currency"]
+    for name in _AMOUNTS:
         order[name] = format_amount(order[name], currency)
     order["items"] = [
         {
@@ -69,13 +71,10 @@ def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
             "unit_price": format_amount(Decimal(price), currency),
             "line_total": format_amount(Decimal(price) * quantity, currency),
         }
-        for sku, quantity, price in row["items"]
+        for sku, quantity, price in order["items"]
     ]
-    order["shipment"] = (
-        {"carrier": row["carrier"], "tracking_number": row["tracking_number"], "service_level": row["service_level"]}
-        if row["carrier"] is not None
-        else None
-    )
+    shipment = {name: order.pop(name) for name in ("carrier", "tracking_number", "service_level")}
+    order["shipment"] = shipment if shipment["carrier"] is not None else None
     return order
 
 
