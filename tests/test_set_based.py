@@ -159,6 +159,35 @@ def test_a_replay_in_small_batches_gives_the_per_event_rows(fresh_env: Env) -> N
     assert snapshot(fresh_env) == rebuilt(fresh_env)
 
 
+def test_a_replay_hands_a_poison_event_to_on_poison_and_applies_the_rest(fresh_env: Env) -> None:
+    """The catch-up of a new projection: a batch that fails is applied event by event, and only the
+    event that fails alone is handed on (while the replay reads the next batches ahead)."""
+    env = fresh_env
+    a_log(env)
+    poison = str(uuid.uuid4())
+    append(env, poison, OrderCreated(poison, "poison-1", "EUR", ()))
+    a_log(env)
+    events = len(the_log(env))
+    with env.engine.begin() as conn:  # a projector bug, simulated: the rows of one customer violate it
+        conn.execute(text("ALTER TABLE order_summaries ADD CONSTRAINT simulated_bug CHECK (customer_id <> 'poison-1')"))
+    failed: list[tuple[str, int, str]] = []
+    progress = replay(
+        env.engine, ORDER_SUMMARIES, Progress(total=events), batch_size=4,
+        on_poison=lambda event, exc: failed.append((event.stream_id, event.version, str(exc))),
+    )  # fmt: skip
+    assert progress.done == events and progress.last_position == the_log(env)[-1].position
+    assert [(stream_id, version) for stream_id, version, _ in failed] == [(poison, 1)]
+    assert "simulated_bug" in failed[0][2]
+    with env.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE order_summaries DROP CONSTRAINT simulated_bug"))
+    live = snapshot(env)
+    assert poison not in {str(row["order_id"]) for row in live["order_summaries"]}
+    expected = rebuilt(env)
+    expected["order_summaries"] = [r for r in expected["order_summaries"] if str(r["order_id"]) != poison]
+    expected["projection_checkpoints"] = [r for r in expected["projection_checkpoints"] if r["stream_id"] != poison]
+    assert live == expected
+
+
 def test_the_replay_reads_the_envelopes_the_event_store_loads(fresh_env: Env) -> None:
     ids = a_log(fresh_env)
     with fresh_env.engine.connect() as conn:

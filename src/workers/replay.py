@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
-from app.db import driver
+from app.db import autocommit, driver
 from app.events import RecordedEvent
 from app.projection import Projection
 from workers.checkpoints import apply_batch
@@ -76,14 +78,6 @@ def read_events(conn: Connection, after: int, size: int) -> list[RecordedEvent]:
 _new = object.__new__
 
 
-def replay_batch(conn: Connection, projection: Projection, after: int, size: int) -> tuple[int, int]:
-    """Apply the next `size` events after position `after`; returns (events read, last position)."""
-    events = read_events(conn, after, size)
-    if events:
-        apply_batch(conn, projection, events)
-    return len(events), events[-1].position if events else after
-
-
 def replay(
     engine: Engine,
     projection: Projection,
@@ -95,46 +89,64 @@ def replay(
 ) -> Progress:
     """Replay every event after progress.last_position, until the log has no more (for now).
 
-    Batches are applied set-based. A batch that fails is retried event by event, through the
-    per-event handlers, when `on_poison` is given, which receives each event that still fails (the
-    others are applied); without it the failure is raised.
+    Batches are applied set-based, one transaction each. While one is applied, the next is read on
+    another connection (the log is append-only: reading ahead changes nothing it would see). A batch
+    that fails is retried event by event, through the per-event handlers, when `on_poison` is given,
+    which receives each event that still fails (the others are applied); without it the failure is
+    raised.
     """
     progress.started = progress.started or time.monotonic()
-    while True:
-        try:
-            with engine.begin() as conn:
-                if schema:
-                    conn.execute(text(f"SET LOCAL search_path TO {schema}, public"))
-                read, last = replay_batch(conn, projection, progress.last_position, batch_size)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
-            raise
-        except Exception:
-            if on_poison is None:
-                raise
-            log.warning("%s: a replay batch failed; applying it event by event", projection.name, exc_info=True)
-            read, last = _one_by_one(engine, projection, progress.last_position, batch_size, on_poison)
-        progress.done, progress.last_position = progress.done + read, last
-        if on_batch:
-            on_batch(progress)
-        if read < batch_size:
-            return progress
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-read") as reader:
+        reading = reader.submit(_read, engine, progress.last_position, batch_size)
+        while True:
+            events = reading.result()
+            if len(events) == batch_size:
+                reading = reader.submit(_read, engine, events[-1].position, batch_size)
+            if events:
+                _apply(engine, projection, events, schema, on_poison)
+            progress.done += len(events)
+            progress.last_position = events[-1].position if events else progress.last_position
+            if on_batch:
+                on_batch(progress)
+            if len(events) < batch_size:
+                return progress
 
 
-def _one_by_one(
+def _read(engine: Engine, after: int, size: int) -> list[RecordedEvent]:
+    with autocommit(engine) as conn:
+        return read_events(conn, after, size)
+
+
+def _apply(
     engine: Engine,
     projection: Projection,
-    after: int,
-    size: int,
-    on_poison: Callable[[RecordedEvent, Exception], None],
-) -> tuple[int, int]:
-    with engine.connect() as conn:
-        events = read_events(conn, after, size)
-    for event in events:
-        try:
-            with engine.begin() as conn:
-                apply_batch(conn, projection, [event], set_based=False)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+    events: list[RecordedEvent],
+    schema: str | None,
+    on_poison: Callable[[RecordedEvent, Exception], None] | None,
+) -> None:
+    try:
+        with _transaction(engine, schema) as conn:
+            apply_batch(conn, projection, events)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+        raise
+    except Exception:
+        if on_poison is None:
             raise
-        except Exception as exc:
-            on_poison(event, exc)
-    return len(events), events[-1].position if events else after
+        log.warning("%s: a replay batch failed; applying it event by event", projection.name, exc_info=True)
+        for event in events:
+            try:
+                with _transaction(engine, schema) as conn:
+                    apply_batch(conn, projection, [event], set_based=False)
+            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+                raise
+            except Exception as exc:
+                on_poison(event, exc)
+
+
+@contextmanager
+def _transaction(engine: Engine, schema: str | None) -> Iterator[Connection]:
+    """A transaction writing to `schema` first (a rebuild's shadow tables), else to the live tables."""
+    with engine.begin() as conn:
+        if schema:
+            conn.execute(text(f"SET LOCAL search_path TO {schema}, public"))
+        yield conn
