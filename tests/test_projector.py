@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -146,3 +147,48 @@ def test_projector_killed_mid_batch_then_restarted_applies_everything_once(fresh
 
 def _pending(redis: Redis, prefix: str) -> int:
     return sum(int(redis.xpending(f"{prefix}:events:{n}", "order_summaries")["pending"]) for n in range(4))
+
+
+def test_projector_cut_off_from_postgresql_mid_batch_again_and_again_applies_everything_once(fresh_env: Env) -> None:
+    """The projector's batches are pipelined transactions (writes, checkpoint move and COMMIT sent
+    together): its connections are terminated over and over while it consumes live entries; every
+    event still lands exactly once, and nothing stays pending."""
+    env = fresh_env
+    cuts: list[int] = []
+
+    def cut_off(stop: threading.Event) -> None:
+        while not stop.wait(0.02):
+            with env.engine.connect() as conn:
+                cuts.append(
+                    conn.execute(
+                        text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            " WHERE application_name = 'cut-off-projector' AND datname = current_database()"
+                        )
+                    ).scalar_one()
+                )
+
+    orders = [str(uuid.uuid4())]
+    with (
+        in_thread(relay_loop(env)),
+        workers(env, ("projector",), ORDERSTREAM_CONSUMER_BATCH="5", PGAPPNAME="cut-off-projector") as (projector,),
+    ):
+        write_history(env, orders[0], 4, pay=True)
+        wait_for(lambda: projected(env, orders[0]).get("version") == 7, what="the projector to consume live entries")
+        with in_thread(cut_off):
+            deadline = time.monotonic() + 30
+            while (len(orders) < 60 or sum(cuts) < 10) and time.monotonic() < deadline:
+                orders.append(str(uuid.uuid4()))
+                write_history(env, orders[-1], 4, pay=True)
+        assert sum(cuts) >= 10, cuts
+        events = env.scalar("SELECT count(*) FROM events")
+        wait_for(
+            lambda: env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events,
+            timeout=60,
+            what="the projector to apply every event after the cuts",
+        )
+        wait_for(lambda: _pending(env.redis, env.settings.key_prefix) == 0, what="every entry acknowledged")
+        assert "retrying a batch after" in projector.log()  # the cuts hit batches, not just idle connections
+    assert snapshot(env) == rebuilt(env)
+    checkpoints = env.rows("SELECT stream_id, version FROM projection_checkpoints")
+    assert {(r["stream_id"], r["version"]) for r in checkpoints} == {(order_id, 7) for order_id in orders}

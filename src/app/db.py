@@ -53,7 +53,7 @@ def pipelined_transaction(engine: Engine) -> Iterator[Connection]:
                 yield conn
                 pg.execute("COMMIT")
         except BaseException:
-            if not (pg.closed or pg.broken) and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            if not _unusable(pg) and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 pg.execute("ROLLBACK")
             raise
 
@@ -63,15 +63,20 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
     """A pooled connection in autocommit mode, for statements run on its psycopg connection.
 
     SQLAlchemy empties its pool when it sees a connection die, but statements sent straight to
-    psycopg bypass it: so here, a broken connection is dropped and the pool with it (every other
+    psycopg bypass it: so here, an unusable connection is dropped and the pool with it (every other
     pooled connection is as stale after a PostgreSQL restart or failover), as SQLAlchemy would.
     """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         try:
             yield conn
         except psycopg.OperationalError:
-            pg = driver(conn)
-            if pg.closed or pg.broken:
+            if _unusable(driver(conn)):
                 conn.invalidate()
                 engine.dispose(close=False)
             raise
+
+
+def _unusable(pg: psycopg.Connection[Any]) -> bool:
+    """Dead, or stuck in pipeline mode: a connection that died mid-pipeline, before psycopg noticed,
+    cannot leave it (and so cannot even roll back)."""
+    return pg.closed or pg.broken or pg.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF

@@ -27,12 +27,17 @@ class Projection:
     batch instead of a few per event) with exactly the effect of the per-event handlers applied one
     after the other. The per-event handlers stay the reference, and the fallback that isolates an
     event that fails.
+
+    `pipelined`: the batch handler runs every statement on the psycopg connection (`app.db.driver`)
+    and reads results only through psycopg's fetch methods, so a consumer may run its batches as
+    pipelined transactions (statements whose results nobody reads travel together, with the COMMIT).
     """
 
     name: str
     handlers: Mapping[type, Handler]
     tables: tuple[str, ...]
     batch_handler: BatchHandler | None = None
+    pipelined: bool = False
 
     @property
     def lock_key(self) -> int:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
 
+from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
 
+from app.db import driver
 from app.events import (
     ItemAdded,
     ItemRemoved,
@@ -31,7 +33,7 @@ from app.events import (
     RecordedEvent,
 )
 from app.projection import Projection, decode
-from queries.tables import as_json, insert_rows, order_items, order_summaries, replace_all
+from queries.tables import as_json, insert_rows_sql, order_items, order_summaries, replace_all
 
 _TOUCH = "version = :version, last_position = :position, updated_at = :at"
 _TOTAL = "total = (SELECT coalesce(sum(quantity * unit_price), 0) FROM order_items WHERE order_id = :id)"
@@ -217,13 +219,13 @@ _SUMMARY_COLUMNS = ", ".join(c.name for c in order_summaries.columns if c.name !
 # the index whatever its statistics say: tables fresh from a rebuild have none yet, and a join against
 # the JSON ids was planned as a sequential scan of order_items per batch (a million-event rebuild then
 # slowed down as it went). They come back keyed by PostgreSQL's text of the uuid.
-_ANY_ID = "order_id = ANY(ARRAY(SELECT CAST(json_array_elements_text(CAST(:ids AS json)) AS uuid)))"
-_LOAD_SUMMARIES = text(f"SELECT order_id::text, {_SUMMARY_COLUMNS} FROM order_summaries WHERE {_ANY_ID}")
-_LOAD_ITEMS = text(f"SELECT order_id::text, sku, quantity, unit_price FROM order_items WHERE {_ANY_ID}")
-_INSERT_SUMMARIES = insert_rows(order_summaries)
-_UPSERT_SUMMARIES = insert_rows(order_summaries, on_conflict=replace_all(order_summaries))
-_DELETE_ITEMS = text(f"DELETE FROM order_items WHERE {_ANY_ID}")
-_INSERT_ITEMS = insert_rows(order_items)
+_ANY_ID = "order_id = ANY(ARRAY(SELECT CAST(json_array_elements_text(CAST(%(ids)s AS json)) AS uuid)))"
+_LOAD_SUMMARIES = f"SELECT order_id::text, {_SUMMARY_COLUMNS} FROM order_summaries WHERE {_ANY_ID}"
+_LOAD_ITEMS = f"SELECT order_id::text, sku, quantity, unit_price FROM order_items WHERE {_ANY_ID}"
+_INSERT_SUMMARIES = insert_rows_sql(order_summaries)
+_UPSERT_SUMMARIES = insert_rows_sql(order_summaries, on_conflict=replace_all(order_summaries))
+_DELETE_ITEMS = f"DELETE FROM order_items WHERE {_ANY_ID}"
+_INSERT_ITEMS = insert_rows_sql(order_items)
 
 
 def apply_batch(conn: Connection, events: Sequence[RecordedEvent], new_orders: Collection[str] = ()) -> None:
@@ -249,14 +251,16 @@ def load(conn: Connection, order_ids: list[str]) -> dict[str, OrderRows]:
     orders = {order_id: OrderRows(order_id, None) for order_id in order_ids}
     if not order_ids:
         return orders
-    ids = as_json(order_ids)
+    ids = {"ids": as_json(order_ids)}
     stream_of = {str(uuid.UUID(order_id)): order_id for order_id in order_ids}  # PostgreSQL's text -> ours
-    for row in conn.execute(_LOAD_SUMMARIES, {"ids": ids}).mappings():
-        order = orders[stream_of[row["order_id"]]]
-        order.summary, order.stored_summary = {**row, "order_id": order.order_id}, True
-    for item in conn.execute(_LOAD_ITEMS, {"ids": ids}):
-        order = orders[stream_of[item.order_id]]
-        order.items[item.sku] = (item.quantity, item.unit_price)
+    pg = driver(conn)
+    with pg.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(_LOAD_SUMMARIES, ids).fetchall():
+            order = orders[stream_of[row["order_id"]]]
+            order.summary, order.stored_summary = {**row, "order_id": order.order_id}, True
+    for order_id, sku, quantity, unit_price in pg.execute(_LOAD_ITEMS, ids).fetchall():
+        order = orders[stream_of[order_id]]
+        order.items[sku] = (quantity, unit_price)
         order.stored_items = True
     return orders
 
@@ -264,7 +268,8 @@ def load(conn: Connection, order_ids: list[str]) -> dict[str, OrderRows]:
 def store(conn: Connection, orders: list[OrderRows]) -> None:
     """Write back what the fold changed: new summaries inserted (a plain INSERT: cheaper, and it fails
     like the per-event handler on a row that exists), stored ones replaced, changed orders' items
-    replaced."""
+    replaced. No result is read: in a pipelined transaction, they all travel with its COMMIT."""
+    pg = driver(conn)
     for stored, statement in ((False, _INSERT_SUMMARIES), (True, _UPSERT_SUMMARIES)):
         summaries = [
             order.summary
@@ -272,18 +277,18 @@ def store(conn: Connection, orders: list[OrderRows]) -> None:
             if order.summary is not None and order.summary_changed and order.stored_summary is stored
         ]
         if summaries:
-            conn.execute(statement, {"rows": as_json(summaries)})
+            pg.execute(statement, {"rows": as_json(summaries)})
     changed = [order for order in orders if order.items_changed]
     stale = [order.order_id for order in changed if order.stored_items]
     if stale:
-        conn.execute(_DELETE_ITEMS, {"ids": as_json(stale)})
+        pg.execute(_DELETE_ITEMS, {"ids": as_json(stale)})
     items = [
         {"order_id": order.order_id, "sku": sku, "quantity": quantity, "unit_price": price}
         for order in changed
         for sku, (quantity, price) in order.items.items()
     ]
     if items:
-        conn.execute(_INSERT_ITEMS, {"rows": as_json(items)})
+        pg.execute(_INSERT_ITEMS, {"rows": as_json(items)})
 
 
 ORDER_SUMMARIES = Projection(
@@ -299,4 +304,5 @@ ORDER_SUMMARIES = Projection(
     },
     tables=("order_summaries", "order_items"),
     batch_handler=apply_batch,
+    pipelined=True,
 )

@@ -78,16 +78,21 @@ def insert_rows(table: Table, on_conflict: Mapping[str, str] | None = None) -> T
     JSON rather than one array per column: psycopg adapts lists element by element in Python, which
     cost more than everything else in a batch; orjson encodes it fast, and PostgreSQL parses it quickly.
     """
+    return sql_text(insert_rows_sql(table, on_conflict).replace("%(rows)s", ":rows"))
+
+
+def insert_rows_sql(table: Table, on_conflict: Mapping[str, str] | None = None) -> str:
+    """insert_rows as SQL for psycopg itself (parameter `%(rows)s`), for statements sent straight to it."""
     names = ", ".join(c.name for c in table.columns)
     sql = (
         f"INSERT INTO {table.name} ({names}) SELECT {names}"
-        f" FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
+        f" FROM json_populate_recordset(NULL::{table.name}, CAST(%(rows)s AS json))"
     )
     if on_conflict is not None:
         keys = ", ".join(c.name for c in table.primary_key.columns)
         updates = ", ".join(f"{column} = {expression}" for column, expression in on_conflict.items())
         sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-    return sql_text(sql)
+    return sql
 
 
 def replace_all(table: Table) -> dict[str, str]:

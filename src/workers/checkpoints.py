@@ -16,9 +16,10 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from app import eventstore
+from app.db import driver
 from app.events import RecordedEvent
 from app.projection import Projection
 
@@ -38,7 +39,10 @@ def apply_batch(
     # are duplicates or applied first; missing ones are read from the event store).
     newest = {stream_id: max(e.version for e in by_stream[stream_id]) for stream_id in sorted(by_stream)}
     # Shared with other batches of this projection; a rebuild's swap takes it exclusively.
-    conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": projection.lock_key})
+    # Statements go to psycopg itself and results are read with its fetch methods only, so that the
+    # same code runs in a plain transaction and in a pipelined one (see ConsumerGroupRunner._commit).
+    pg = driver(conn)
+    pg.execute("SELECT pg_advisory_xact_lock_shared(%s)", (projection.lock_key,))
     new = _create_checkpoints(conn, projection.name, newest)
     checkpoints = _lock_checkpoints(conn, projection.name, [s for s in newest if s not in new])
     todo: list[RecordedEvent] = []
@@ -57,24 +61,24 @@ def apply_batch(
     if todo:
         projection.apply_all(conn, todo, set_based, new_streams=new)
     if moved:
-        conn.execute(_MOVE, {"p": projection.name, "moved": json.dumps(moved)})
+        pg.execute(_MOVE, {"p": projection.name, "moved": json.dumps(moved)})
     return len(todo)
 
 
 # Stream ids and versions travel as JSON: psycopg adapts a list element by element in Python.
-_CREATE = text(
+_CREATE = (
     "INSERT INTO projection_checkpoints (projection, stream_id, version)"
-    " SELECT :p, key, CAST(value AS int) FROM json_each_text(CAST(:newest AS json)) ORDER BY key"
+    " SELECT %(p)s, key, CAST(value AS int) FROM json_each_text(CAST(%(newest)s AS json)) ORDER BY key"
     " ON CONFLICT DO NOTHING RETURNING stream_id"
 )
-_LOCK = text(
-    "SELECT stream_id, version FROM projection_checkpoints WHERE projection = :p"
-    " AND stream_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:s AS json)))) ORDER BY stream_id FOR UPDATE"
+_LOCK = (
+    "SELECT stream_id, version FROM projection_checkpoints WHERE projection = %(p)s AND stream_id ="
+    " ANY(ARRAY(SELECT json_array_elements_text(CAST(%(s)s AS json)))) ORDER BY stream_id FOR UPDATE"
 )
-_MOVE = text(
+_MOVE = (
     "UPDATE projection_checkpoints c SET version = CAST(m.value AS int)"
-    " FROM json_each_text(CAST(:moved AS json)) AS m WHERE c.projection = :p AND c.stream_id = m.key"
-    " AND c.stream_id = ANY(ARRAY(SELECT json_object_keys(CAST(:moved AS json))))"  # via the key, always
+    " FROM json_each_text(CAST(%(moved)s AS json)) AS m WHERE c.projection = %(p)s AND c.stream_id = m.key"
+    " AND c.stream_id = ANY(ARRAY(SELECT json_object_keys(CAST(%(moved)s AS json))))"  # via the key, always
 )
 
 
@@ -82,12 +86,12 @@ def _create_checkpoints(conn: Connection, projection: str, newest: dict[str, int
     """Streams this projection meets for the first time: their checkpoint row is inserted at the
     version the batch brings them to (a concurrent batch that meets them too waits on our insert,
     then finds it). They had no checkpoint, so no event of theirs was applied: no rows either."""
-    rows = conn.execute(_CREATE, {"p": projection, "newest": json.dumps(newest)})
-    return frozenset(row.stream_id for row in rows)
+    rows = driver(conn).execute(_CREATE, {"p": projection, "newest": json.dumps(newest)}).fetchall()
+    return frozenset(stream_id for (stream_id,) in rows)
 
 
 def _lock_checkpoints(conn: Connection, projection: str, streams: list[str]) -> dict[str, int]:
     if not streams:
         return {}
-    rows = conn.execute(_LOCK, {"p": projection, "s": json.dumps(streams)})
-    return {row.stream_id: row.version for row in rows}
+    rows = driver(conn).execute(_LOCK, {"p": projection, "s": json.dumps(streams)}).fetchall()
+    return dict(rows)

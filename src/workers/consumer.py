@@ -28,6 +28,7 @@ from sqlalchemy import Engine, text
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from app.config import Settings
+from app.db import pipelined_transaction
 from app.events import RecordedEvent
 from app.logs import event_context
 from app.metrics import DEAD_LETTERS, EVENTS_APPLIED
@@ -66,7 +67,7 @@ class ConsumerGroupRunner:
         self.claim_from = dict.fromkeys(self.keys, "0-0")
         self.next_claim = time.monotonic() + settings.claim_idle_ms / 1000
         self.catch_up_unknown = False
-        self.last_small_batch = 0.0  # when the last batch that did not fill the batch size was handled
+        self.linger_next = False  # the last batch says events arrive faster than one per round
 
     @property
     def group(self) -> str:
@@ -168,15 +169,14 @@ class ConsumerGroupRunner:
     def step(self) -> int:
         """Read and process one batch of new entries; returns how many it acknowledged.
 
-        Under sustained load (the last batch was small and came less than the linger ago), wait the
-        linger first: the next read then carries several events, not one, for the same round trips.
+        When events arrive faster than one per round (the last batch held several, but did not fill
+        the batch size), wait the linger first: the next read then carries more events for the same
+        round trips. A batch of one means they arrive slower than we apply them: read at once.
         """
-        linger = self.settings.batch_linger_ms / 1000
-        if time.monotonic() - self.last_small_batch < linger:
-            self.stop.wait(linger)
+        if self.linger_next:
+            self.stop.wait(self.settings.batch_linger_ms / 1000)
         handled = self.process(self._read(">", block=self.settings.consumer_block_ms))
-        if 0 < handled < self.settings.consumer_batch_size:
-            self.last_small_batch = time.monotonic()
+        self.linger_next = 1 < handled < self.settings.consumer_batch_size
         return handled
 
     def claim_stale(self) -> int:
@@ -268,9 +268,15 @@ class ConsumerGroupRunner:
         wait=wait_random_exponential(multiplier=0.05, max=1),
         stop=stop_after_attempt(3),
         reraise=True,
+        before_sleep=lambda state: log.warning(
+            "retrying a batch after %r", state.outcome.exception() if state.outcome else None
+        ),
     )
     def _commit(self, events: list[RecordedEvent], set_based: bool = True) -> None:
-        with self.engine.begin() as conn:
+        """One transaction; pipelined where the projection allows it (its writes, the checkpoints'
+        move and the COMMIT then cost one round trip together, not one each)."""
+        pipelined = set_based and self.projection.pipelined
+        with pipelined_transaction(self.engine) if pipelined else self.engine.begin() as conn:
             applied = apply_batch(conn, self.projection, events, set_based)
         EVENTS_APPLIED.labels(self.group).inc(applied)
         if log.isEnabledFor(logging.DEBUG):

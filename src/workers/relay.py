@@ -118,7 +118,7 @@ class Relay:
 
     def _lead(self, lock_conn: psycopg.Connection[tuple[object, ...]], publisher: Connection) -> None:
         interval = self.settings.retention_interval_ms / 1000
-        next_upkeep = next_lock_check = last_published = 0.0
+        next_upkeep = next_lock_check = 0.0
         linger = self.settings.batch_linger_ms / 1000
         while not self.stop.is_set():
             if time.monotonic() >= next_lock_check:  # a dead session has lost the lock: fail, step down, retry
@@ -132,13 +132,11 @@ class Relay:
                     idempotency.purge_expired(conn)
                 next_upkeep = time.monotonic() + interval
             published = self.publish_batch(publisher)
-            if published:
-                last_published = time.monotonic()
             if published < self.settings.relay_batch_size:
                 wait = max(0.0, min(self.poll_seconds, next_upkeep - time.monotonic()))
                 for _ in lock_conn.notifies(timeout=wait, stop_after=1):
                     pass
-                if time.monotonic() - last_published < linger:  # busy: let a few more commit first
+                if published > 1:  # events came faster than one per round: let a few more commit first
                     self.stop.wait(linger)
 
     def publish_batch(self, conn: Connection) -> int:
