@@ -254,11 +254,13 @@ def load(conn: Connection, order_ids: list[str]) -> dict[str, OrderRows]:
     ids = {"ids": as_json(order_ids)}
     stream_of = {str(uuid.UUID(order_id)): order_id for order_id in order_ids}  # PostgreSQL's text -> ours
     pg = driver(conn)
-    with pg.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(_LOAD_SUMMARIES, ids).fetchall():
-            order = orders[stream_of[row["order_id"]]]
-            order.summary, order.stored_summary = {**row, "order_id": order.order_id}, True
-    for order_id, sku, quantity, unit_price in pg.execute(_LOAD_ITEMS, ids).fetchall():
+    # Both are sent before either is read: in a pipelined transaction, one round trip for the two.
+    summaries = pg.cursor(row_factory=dict_row).execute(_LOAD_SUMMARIES, ids)
+    items = pg.execute(_LOAD_ITEMS, ids)
+    for row in summaries.fetchall():
+        order = orders[stream_of[row["order_id"]]]
+        order.summary, order.stored_summary = {**row, "order_id": order.order_id}, True
+    for order_id, sku, quantity, unit_price in items.fetchall():
         order = orders[stream_of[order_id]]
         order.items[sku] = (quantity, unit_price)
         order.stored_items = True
