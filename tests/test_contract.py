@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import socket
 import subprocess
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -252,3 +255,37 @@ def test_chunked_and_deeply_nested_bodies_are_refused_not_a_500(app: Flask) -> N
     deep = client.post("/orders", data="[" * 20_000 + "]" * 20_000, content_type="application/json")
     assert deep.status_code == 400 and deep.content_type == "application/problem+json"
     assert client.get("/stats/sales?to=0001-01-01").status_code == 200
+
+
+def test_a_redis_that_hangs_costs_one_request_its_timeout_not_every_request(env: Env) -> None:
+    """The rate limit's Redis accepts connections and never answers: the first request waits out the
+    socket timeout (1 s) and is counted in memory; the next ones skip Redis for a while instead of
+    each waiting again (30 requests would take 30 s)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(silent.accept()[0])
+
+    acceptor = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    acceptor.start()
+    try:
+        hung = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        client = api_client(create_app(replace(env.settings, redis_url=hung)))
+        order_id = place(api_client(create_app(env.settings)))
+        started = time.monotonic()
+        answers = [client.get(f"/orders/{order_id}").status_code for _ in range(30)]
+        elapsed = time.monotonic() - started
+        assert set(answers) <= {200, 404}, answers  # served (the projection may not show it yet): no 5xx
+        assert held, "the limiter never reached the silent Redis"
+        assert elapsed < 10, f"30 requests took {elapsed:.1f}s: each paid the hung Redis's timeout"
+    finally:
+        stop.set()
+        acceptor.join()
+        for conn in held:
+            conn.close()
+        silent.close()
