@@ -51,11 +51,13 @@ sys.path.insert(0, str(REPO / "src"))
 
 from app import schema  # noqa: E402
 from app.embedded import free_port  # noqa: E402
+from app.streams import stream_key_for  # noqa: E402
 
 BODY = json.dumps(
     {"customer_id": "bench", "currency": "EUR", "items": [{"sku": "A-1", "quantity": 2, "unit_price": "9.99"}]}
 ).encode()
 TOKEN = f"bench-{uuid.uuid4().hex}"
+PARTITIONS = 4  # orderstream's stream partitions (its default)
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
 # The same for every app: the production config (gunicorn.conf.py: sync workers, JSON access log),
 # which gunicorn would load anyway from the working directory, named explicitly so that the peer (run
@@ -331,10 +333,14 @@ class Ours:
         self.settle_waits.append(time.monotonic() - start)
 
 
-def freshness(port: int, samples: int) -> dict[str, Any]:
+def freshness(port: int, samples: int, redis_url: str, prefix: str) -> dict[str, Any]:
     """POST an order (every guarantee on), then poll GET /orders/{id} on one kept-alive client until
-    200; the time from the POST's response to the first 200."""
-    delays, polls = [], 0
+    200; the time from the POST's response to the first 200. Split at the relay's XADD: the stream
+    entry's id is Redis's clock (the same machine's) when the relay appended the event."""
+    from redis import Redis
+
+    streams = Redis.from_url(redis_url)
+    delays, to_xadd, polls = [], [], 0
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for _ in range(samples):
         _, path, body, headers, _ = POST_OURS.request(random.Random())
@@ -343,7 +349,7 @@ def freshness(port: int, samples: int) -> dict[str, Any]:
         answer = response.read()
         if response.status != 201:
             raise RuntimeError(f"freshness POST answered {response.status}: {answer[:200]!r}")
-        answered = time.perf_counter()
+        answered, answered_wall = time.perf_counter(), time.time()
         order_id = json.loads(answer)["order_id"]
         while True:
             conn.request("GET", f"/orders/{order_id}", headers=HEADERS)
@@ -353,17 +359,29 @@ def freshness(port: int, samples: int) -> dict[str, Any]:
             if response.status == 200:
                 delays.append(time.perf_counter() - answered)
                 break
+        for entry_id, fields in streams.xrevrange(stream_key_for(prefix, PARTITIONS, order_id), count=500):
+            if fields[b"stream_id"] == order_id.encode():
+                to_xadd.append(int(entry_id.split(b"-")[0]) / 1000 - answered_wall)
+                break
     conn.close()
+    streams.close()
     return {
         "samples": len(delays),
         "median_ms": statistics.median(delays) * 1000,
         "p99_ms": percentile(delays, 99) * 1000,
         "max_ms": max(delays) * 1000,
         "polls_per_sample": polls / len(delays),
+        # response -> XADD (ms resolution; negative when the relay appended before the client had the
+        # response) and XADD -> first 200 (the projector, then the GET that finds it)
+        "to_xadd_median_ms": statistics.median(to_xadd) * 1000 if to_xadd else None,
+        "after_xadd_median_ms": (statistics.median(delays) - statistics.median(to_xadd)) * 1000 if to_xadd else None,
+        "xadd_found": len(to_xadd),
     }
 
 
-def freshness_under_load(ours: Ours, rate: float, concurrency: int, samples: int) -> dict[str, Any]:
+def freshness_under_load(
+    ours: Ours, rate: float, concurrency: int, samples: int, redis_url: str, prefix: str
+) -> dict[str, Any]:
     """Freshness samples while `concurrency` paced clients POST at `rate` requests/s in the background."""
     stop = multiprocessing.Event()
     background: dict[str, Any] = {}
@@ -375,7 +393,7 @@ def freshness_under_load(ours: Ours, rate: float, concurrency: int, samples: int
     thread.start()
     time.sleep(1)  # let the background load reach its pace
     try:
-        fresh = freshness(ours.port, samples)
+        fresh = freshness(ours.port, samples, redis_url, prefix)
     finally:
         stop.set()
         thread.join()
@@ -444,7 +462,8 @@ def ours_env(database_url: str, redis_url: str, prefix: str) -> dict[str, str]:
         "ORDERSTREAM_KEY_PREFIX": prefix,
         "ORDERSTREAM_ADMIN_TOKEN": TOKEN,
         "ORDERSTREAM_RATE_LIMIT": "1000000 per second",  # measure the service, not the limiter's refusals
-        "ORDERSTREAM_PROJECTIONS": "order_summaries",  # the only group running here: trimming waits for it
+        "ORDERSTREAM_PROJECTIONS": "order_summaries",
+        "ORDERSTREAM_STREAM_PARTITIONS": str(PARTITIONS),  # the only group running here: trimming waits for it
         "ORDERSTREAM_RQ_QUEUE": f"{prefix}:rq",
     }
 
@@ -523,7 +542,7 @@ def main() -> None:
 
         peak = merge(post["ours"])["rps"]
         print(f"freshness: {args.freshness_samples} samples under a paced load of {peak / 2:.0f} POST/s", flush=True)
-        fresh = freshness_under_load(ours, peak / 2, args.concurrency, args.freshness_samples)
+        fresh = freshness_under_load(ours, peak / 2, args.concurrency, args.freshness_samples, redis_url, prefix)
 
     results = {
         "machine": info,
@@ -606,6 +625,11 @@ def print_report(r: dict[str, Any]) -> None:
         f"median {f['median_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms "
         f"over {f['samples']} samples"
     )
+    if f.get("to_xadd_median_ms") is not None:
+        print(
+            f"  of the median: response -> XADD {f['to_xadd_median_ms']:.1f} ms, "
+            f"XADD -> visible at GET {f['after_xadd_median_ms']:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -243,6 +243,14 @@ def figures(results: dict[str, dict[str, Any] | None]) -> str:
             f"while paced clients POSTed at {f['background_rps']:,.0f}/s (half of ours' peak, "
             f"{f['background_target_rps'] * 2:,.0f}/s): median {ms(f['median_ms'])}, p99 {ms(f['p99_ms'])}, "
             f"max {ms(f['max_ms'])}; {f['polls_per_sample']:.1f} GETs per sample."
+            + (
+                f" Of the median, from the response to the relay's XADD (the stream entry's id is Redis's clock): "
+                f"{ms(f['to_xadd_median_ms'])} (negative: the relay appended before the client had the response); "
+                f"from the XADD to the first 200: {ms(f['after_xadd_median_ms'])} (the projector, then the GET "
+                f"that finds the order)."
+                if f.get("to_xadd_median_ms") is not None
+                else ""
+            )
         )
     so = results.get("soak")
     if so:

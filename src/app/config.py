@@ -25,8 +25,8 @@ class Settings:
     key_prefix: str = "orderstream"
     stream_partitions: int = 4
     relay_batch_size: int = 500
-    # Under sustained load (events arriving faster than this), the relay and the projectors wait
-    # this long before reading again, so each round trip carries a batch rather than one event.
+    # After a batch of several events (they arrive faster than one per round), the relay and the
+    # projectors wait this long before reading again, so the next round trip carries more of them.
     batch_linger_ms: int = 2
     consumer_batch_size: int = 500
     consumer_block_ms: int = 1000
