@@ -194,7 +194,13 @@ def test_an_orders_etag_is_its_version_for_if_none_match_and_if_match(fresh_env:
         etag = first.headers["ETag"]
         assert etag == '"1"' == f'"{first.headers["X-Projection-Version"]}"'
         unchanged = client.get(f"/orders/{order_id}", headers={"If-None-Match": etag})
-        assert unchanged.status_code == 304 and unchanged.data == b""
+        assert unchanged.status_code == 304 and unchanged.data == b"" and unchanged.headers["ETag"] == etag
+        assert client.get(f"/orders/{order_id}", headers={"If-None-Match": 'W/"1"'}).status_code == 304  # weak
+        for matching in (etag, "*"):
+            assert client.get(f"/orders/{order_id}", headers={"If-Match": matching}).status_code == 200
+        other = client.get(f"/orders/{order_id}", headers={"If-Match": '"7"'})
+        assert other.status_code == 412 and other.content_type == "application/problem+json"
+        assert "shown at version 1" in other.json["detail"]
         version = client.post(f"/orders/{order_id}/payments", json=PAY, headers={"If-Match": etag}).json["version"]
         changed = client.get(f"/orders/{order_id}?min_version={version}", headers={"If-None-Match": etag})
         assert changed.status_code == 200 and changed.headers["ETag"] == '"2"' and changed.json["status"] == "paid"

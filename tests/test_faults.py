@@ -12,12 +12,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from flask.testing import FlaskClient
 from redis import Redis
+from sqlalchemy import text
 
 from app.config import Settings
+from app.db import driver, make_engine, pipelined_transaction
 from app.factory import create_app
 from tests.faults import RedisServer, TcpProxy
 from tests.projections import rebuilt, snapshot
@@ -365,3 +368,34 @@ def test_after_postgresql_drops_every_connection_at_most_one_request_fails(env: 
     assert commands[0] in (201, 503) and commands[1:] == [201, 201], commands
     assert reads == [200, 200]
     engine.dispose()
+
+
+def test_a_pipelined_transaction_that_fails_leaves_its_connection_fit_for_the_next(fresh_env: Env) -> None:
+    """psycopg prepares a statement on its sixth run; inside a pipeline an earlier error aborted, the
+    server skips the prepare while psycopg records it as done. Unless the failure is rolled back
+    through psycopg (which forgets its prepared statements), every later transaction on the pooled
+    connection then fails on a statement the server never prepared."""
+    engine = make_engine(fresh_env.settings, pool_size=1)  # one connection, reused by every transaction
+    with fresh_env.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE pipeline_probe (id int PRIMARY KEY); INSERT INTO pipeline_probe VALUES (1)"))
+    touch = "UPDATE pipeline_probe SET id = id WHERE id = %(id)s"
+
+    def transaction(fail: bool) -> None:
+        with pipelined_transaction(engine) as conn:
+            pg = driver(conn)
+            pg.execute("SELECT 1").fetchall()
+            if fail:
+                pg.execute("INSERT INTO pipeline_probe VALUES (1)")  # a unique violation, read by nobody
+            pg.execute(touch, {"id": 1})
+
+    try:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            transaction(fail=True)
+        for _ in range(5):
+            transaction(fail=False)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            transaction(fail=True)  # `touch` reaches the prepare threshold in an aborted pipeline
+        for _ in range(3):
+            transaction(fail=False)  # raised "prepared statement ... does not exist" before the fix
+    finally:
+        engine.dispose()

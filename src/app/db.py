@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import sqlalchemy.exc
 from psycopg.types.json import set_json_loads
 from sqlalchemy import Connection, Engine, create_engine
 
@@ -51,11 +52,16 @@ def pipelined_transaction(engine: Engine) -> Iterator[Connection]:
             with pg.pipeline():
                 pg.execute("BEGIN")
                 yield conn
-                pg.execute("COMMIT")
+                commit = pg.execute("COMMIT")
         except BaseException:
             if not _unusable(pg) and pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                pg.execute("ROLLBACK")
+                # psycopg's rollback, not a ROLLBACK statement: it also forgets the statements psycopg
+                # believes it prepared in the aborted pipeline (the server skipped them), which would
+                # otherwise fail every later transaction on this connection.
+                pg.rollback()
             raise
+        if commit.statusmessage != "COMMIT":  # an error swallowed inside turns COMMIT into ROLLBACK
+            raise psycopg.errors.InFailedSqlTransaction(f"the transaction was rolled back ({commit.statusmessage})")
 
 
 @contextmanager
@@ -69,11 +75,23 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         try:
             yield conn
-        except psycopg.OperationalError:
-            if _unusable(driver(conn)):
+        except BaseException as exc:
+            if _unusable(driver(conn)):  # never back to the pool (an interrupt mid-pipeline, too)
                 conn.invalidate()
-                engine.dispose(close=False)
+                if isinstance(exc, psycopg.OperationalError):
+                    engine.dispose(close=False)
             raise
+
+
+# Errors that say the database is unreachable or busy (a lost connection, a deadlock, a timeout, an
+# exhausted pool), whether they come through SQLAlchemy or straight from psycopg: retry, never poison.
+TRANSIENT_DB_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 def _unusable(pg: psycopg.Connection[Any]) -> bool:

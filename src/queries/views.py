@@ -9,7 +9,7 @@ import orjson
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotFound, PreconditionFailed
 
 from app.problems import problem_responses
 from app.web import engine, settings
@@ -62,12 +62,38 @@ class DetailArgsSchema(ma.Schema):
     )
 
 
+CONDITIONS = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": "If-None-Match",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": 'an ETag read before, e.g. "3": 304 without a body while the order is still at it',
+        },
+        {
+            "in": "header",
+            "name": "If-Match",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": 'an ETag, e.g. "3": 412 unless the order is shown at that version',
+        },
+    ]
+}
+DETAIL_ERRORS = {
+    404: "the projection has no such order (yet)",
+    409: "not yet at min_version",
+    412: "If-Match names another version",
+}
+
+
 @blp.route("/orders/<uuid:order_id>")
 class OrderDetail(MethodView):
     @blp.arguments(DetailArgsSchema(), location="query")
     @blp.response(200, OrderSchema, headers=VERSION_HEADERS)
     @blp.alt_response(304, description="Not Modified: If-None-Match names the version shown")
-    @problem_responses(blp, {404: "the projection has no such order (yet)", 409: "not yet at min_version"})
+    @problem_responses(blp, DETAIL_ERRORS)
+    @blp.doc(**CONDITIONS)
     def get(self, args: dict[str, Any], order_id: Any) -> Any:
         """Show one order
 
@@ -84,7 +110,9 @@ class OrderDetail(MethodView):
         # get_order shapes the document as OrderSchema shows it (a test compares the two), so it is
         # encoded once here rather than dumped field by field and hashed again for an ETag.
         version = str(order["version"])
-        response = Response(orjson.dumps(order), mimetype="application/json")
-        response.headers["X-Projection-Version"] = version
-        response.set_etag(version)
-        return response.make_conditional(request)
+        if request.if_match and not request.if_match.contains(version):  # strong comparison (RFC 9110)
+            raise PreconditionFailed(f"the order is shown at version {version}, not {request.headers['If-Match']}")
+        headers = {"X-Projection-Version": version, "ETag": f'"{version}"'}
+        if request.if_none_match.contains_weak(version):
+            return Response(status=304, headers=headers)
+        return Response(orjson.dumps(order), headers=headers, mimetype="application/json")

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from app.config import Settings
-from app.db import pipelined_transaction
+from app.db import TRANSIENT_DB_ERRORS, pipelined_transaction
 from app.events import RecordedEvent
 from app.logs import event_context
 from app.metrics import DEAD_LETTERS, EVENTS_APPLIED
@@ -39,13 +39,7 @@ from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay
 
 log = logging.getLogger(__name__)
-TRANSIENT = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    psycopg.OperationalError,  # statements sent straight to psycopg (the event store's gap fill)
-    redis.ConnectionError,
-    redis.TimeoutError,
-)
+TRANSIENT = (*TRANSIENT_DB_ERRORS, redis.ConnectionError, redis.TimeoutError)
 Entry = tuple[str, str, dict[Any, Any]]  # stream key, entry id, fields as Redis gave them (bytes)
 
 

@@ -28,7 +28,9 @@ def run_projector(settings: Settings, projection: str, name: str | None = None) 
     """Run one consumer of a projection's group until SIGTERM/SIGINT."""
     configure_logging()
     stop = stop_on_signals()
-    engine = make_engine(settings, pool_size=1)
+    # A new projection's catch-up holds one connection for its lock, applies on a second and reads the
+    # log ahead on a third (the pool allows as many again in overflow).
+    engine = make_engine(settings, pool_size=2)
     consumer = name or consumer_name()
     log.info("projector %s consuming for %s", consumer, projection)
     ConsumerGroupRunner(settings, PROJECTIONS[projection], engine, streams_client(settings), consumer, stop).run()

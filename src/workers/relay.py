@@ -23,11 +23,10 @@ import time
 
 import psycopg
 import redis
-import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
 from app.config import Settings
-from app.db import autocommit
+from app.db import TRANSIENT_DB_ERRORS, autocommit
 from app.events import RecordedEvent
 from app.logs import event_context
 from app.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
@@ -69,7 +68,7 @@ end
 return ids
 """
 LOCK_CHECK_SECONDS = 0.5  # how often a busy leader checks that its lock session is alive
-TRANSIENT = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
+TRANSIENT = (*TRANSIENT_DB_ERRORS, redis.ConnectionError, redis.TimeoutError)
 
 
 class Relay:

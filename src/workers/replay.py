@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
-import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 
-from app.db import autocommit, driver
+from app.db import TRANSIENT_DB_ERRORS, autocommit, driver
 from app.events import RecordedEvent
 from app.projection import Projection
 from workers.checkpoints import apply_batch
@@ -127,7 +126,7 @@ def _apply(
     try:
         with _transaction(engine, schema) as conn:
             apply_batch(conn, projection, events)
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+    except TRANSIENT_DB_ERRORS:
         raise
     except Exception:
         if on_poison is None:
@@ -137,7 +136,7 @@ def _apply(
             try:
                 with _transaction(engine, schema) as conn:
                     apply_batch(conn, projection, [event], set_based=False)
-            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+            except TRANSIENT_DB_ERRORS:
                 raise
             except Exception as exc:
                 on_poison(event, exc)
