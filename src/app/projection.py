@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.events import Event, RecordedEvent
+from app.events import RecordedEvent
 
 Handler = Callable[[Connection, RecordedEvent, Any], None]
 BatchHandler = Callable[[Connection, Sequence[RecordedEvent], Collection[str]], None]
@@ -43,7 +43,7 @@ class Projection:
 
     def apply(self, conn: Connection, recorded: RecordedEvent) -> None:
         """Fold one event into the projection's tables (events it does not handle are ignored)."""
-        event = decode(recorded)
+        event = recorded.domain_event()
         handler = self.handlers.get(type(event))
         if handler is not None:
             handler(conn, recorded, event)
@@ -63,8 +63,3 @@ class Projection:
             return
         for recorded in events:
             self.apply(conn, recorded)
-
-
-def decode(recorded: RecordedEvent) -> Event:
-    """The domain event of an envelope (upcast to the current schema version)."""
-    return recorded.domain_event()

@@ -32,7 +32,7 @@ from app.events import (
     ProductShipped,
     RecordedEvent,
 )
-from app.projection import Projection, decode
+from app.projection import Projection
 from queries.tables import as_json, insert_rows_sql, order_items, order_summaries, replace_all
 
 _TOUCH = "version = :version, last_position = :position, updated_at = :at"
@@ -231,7 +231,7 @@ _INSERT_ITEMS = insert_rows_sql(order_items)
 def apply_batch(conn: Connection, events: Sequence[RecordedEvent], new_orders: Collection[str] = ()) -> None:
     """Apply events (in per-order version order) with one SELECT and one write per table; the rows
     of `new_orders` (none of whose events this projection applied before) are not looked for."""
-    decoded = [(recorded, decode(recorded)) for recorded in events]
+    decoded = [(recorded, recorded.domain_event()) for recorded in events]
     touched = sorted({recorded.stream_id for recorded, event in decoded if type(event) in FOLDS})
     orders = {order_id: OrderRows(order_id, None) for order_id in touched}
     orders.update(load(conn, [order_id for order_id in touched if order_id not in new_orders]))

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from app.events import OrderCancelled, OrderCreated, PaymentProcessed, RecordedEvent
 from app.money import format_amount
-from app.projection import Projection, decode
+from app.projection import Projection
 from queries import tables
 from queries.tables import as_json, insert_rows, sales_daily, sales_orders
 
@@ -169,7 +169,7 @@ _UPDATE_CUSTOMERS = text(
 def apply_batch(conn: Connection, events: Sequence[RecordedEvent], new_orders: Collection[str] = ()) -> None:
     """Apply events (in per-order version order) with one statement per table; `new_orders` (none of
     whose events this projection applied before) are not looked for in sales_orders."""
-    decoded = [(recorded, decode(recorded)) for recorded in events]
+    decoded = [(recorded, recorded.domain_event()) for recorded in events]
     ids = sorted({e.order_id for _recorded, e in decoded if type(e) in FOLDS and e.order_id not in new_orders})
     known = {row.id: (row.customer_id, row.currency) for row in conn.execute(_LOAD, {"ids": as_json(ids)})}
     batch = SalesBatch(known)

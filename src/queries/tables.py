@@ -78,15 +78,15 @@ def insert_rows(table: Table, on_conflict: Mapping[str, str] | None = None) -> T
     JSON rather than one array per column: psycopg adapts lists element by element in Python, which
     cost more than everything else in a batch; orjson encodes it fast, and PostgreSQL parses it quickly.
     """
-    return sql_text(insert_rows_sql(table, on_conflict).replace("%(rows)s", ":rows"))
+    return sql_text(insert_rows_sql(table, on_conflict, rows=":rows"))
 
 
-def insert_rows_sql(table: Table, on_conflict: Mapping[str, str] | None = None) -> str:
+def insert_rows_sql(table: Table, on_conflict: Mapping[str, str] | None = None, rows: str = "%(rows)s") -> str:
     """insert_rows as SQL for psycopg itself (parameter `%(rows)s`), for statements sent straight to it."""
     names = ", ".join(c.name for c in table.columns)
     sql = (
         f"INSERT INTO {table.name} ({names}) SELECT {names}"
-        f" FROM json_populate_recordset(NULL::{table.name}, CAST(%(rows)s AS json))"
+        f" FROM json_populate_recordset(NULL::{table.name}, CAST({rows} AS json))"
     )
     if on_conflict is not None:
         keys = ", ".join(c.name for c in table.primary_key.columns)
