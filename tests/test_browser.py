@@ -103,3 +103,89 @@ def test_the_admin_page_renders(site: str, browser: object, fresh_env: Env) -> N
     page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
     assert page.locator("table").count() == 3
     assert "orderstream-relay:" in page.content()
+
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe><iframe name="sink3"></iframe><iframe name="sink4"></iframe>
+<form id="order" method="post" action="{site}/orders" enctype="text/plain" target="sink1">
+  <input name='{{"customer_id":"victim","currency":"EUR","items":[{{"sku":"A","quantity":1,"unit_price":"1.00"}}],"x":"'
+         value='"}}'></form>
+<form id="rebuild" method="post" action="{site}/admin/projections/order_summaries/rebuild" target="sink2"></form>
+<form id="requeue" method="post" action="{site}/rq/job/{job_id}/requeue" target="sink3"></form>
+<form id="empty" method="post" action="{site}/rq/queue/{queue}/failed/empty" target="sink4"></form>
+<img src="{site}/rq/requeue/{queue}">
+<iframe src="{site}/rq/"></iframe>
+<script>
+  for (const id of ["order", "rebuild", "requeue", "empty"]) document.getElementById(id).submit();
+  fetch("{site}/rq/requeue/{queue}", {{method: "POST", credentials: "include", mode: "no-cors"}});
+  fetch("{site}/rq/job/{job_id}/requeue", {{method: "POST", credentials: "include", mode: "no-cors"}});
+</script></body></html>"""
+
+
+@pytest.fixture
+def attacker() -> Iterator[tuple[str, list[str]]]:
+    """A web server on another local origin (another port) serving one page, set per test."""
+    import http.server
+    import threading
+
+    page: list[str] = [""]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", page
+    finally:
+        server.shutdown()
+
+
+def test_a_page_on_another_origin_cannot_change_anything_for_a_logged_in_operator(
+    site: str, browser: object, fresh_env: Env, attacker: tuple[str, list[str]]
+) -> None:
+    from rq import Queue
+    from rq.job import JobStatus
+
+    queue = Queue(fresh_env.settings.rq_queue, connection=fresh_env.redis)
+    job = queue.enqueue("workers.jobs.redrive_dead_letter", 424242)  # no such dead letter: it fails
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FAILED, timeout=30, what="a failed job")
+    events, failed = fresh_env.scalar("SELECT count(*) FROM events"), queue.failed_job_registry.count
+    origin, page_html = attacker
+    page_html[0] = ATTACK_PAGE.format(site=site, job_id=job.id, queue=queue.name)
+
+    context = browser.new_context(  # type: ignore[attr-defined]
+        http_credentials={"username": "admin", "password": fresh_env.settings.admin_token or ""}
+    )
+    login = context.new_page()
+    login.goto(f"{site}/rq/")  # the operator is logged in: the browser now sends Basic credentials itself
+    login.close()
+    forged: list[tuple[str, str, int]] = []
+    settled: list[str] = []  # every request to orderstream, answered or not (the <img> answer is blocked by ORB)
+    context.on("response", lambda r: r.url.startswith(site) and forged.append((r.request.method, r.url, r.status)))
+    context.on("requestfinished", lambda r: r.url.startswith(site) and settled.append(r.url))
+    context.on("requestfailed", lambda r: r.url.startswith(site) and settled.append(r.url))
+    page = context.new_page()
+    page.goto(f"{origin}/attack.html")
+    wait_for(lambda: len(forged) >= 7 and len(settled) >= 8, timeout=20, what=f"the forged requests ({forged})")
+    assert all(status == 403 for _method, _url, status in forged), forged
+    assert fresh_env.scalar("SELECT count(*) FROM events") == events
+    assert fresh_env.scalar("SELECT count(*) FROM projection_rebuilds") == 0
+    assert job.get_status(refresh=True) == JobStatus.FAILED and queue.failed_job_registry.count == failed
+
+    # The same request from orderstream's own page goes through: the refusal was about the origin.
+    page.goto(f"{site}/rq/")
+    first_enqueued = job.enqueued_at
+    status = page.evaluate(f"fetch('/rq/job/{job.id}/requeue', {{method: 'POST'}}).then(r => r.status)")
+    job.refresh()
+    assert status == 200 and job.enqueued_at is not None and job.enqueued_at > first_enqueued  # requeued

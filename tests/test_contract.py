@@ -10,14 +10,16 @@ import subprocess
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 
 from app.auth import create_token
 from app.factory import create_app
 from queries.schemas import OrderSchema
-from tests.support import BIN, Env, api_client, workers
+from tests.support import BIN, Env, api_client, wait_for, web_server, workers
 from tests.test_api import ORDER, events_of, place
 
 PAY = {"amount": "19.98", "reference": "psp-1"}
@@ -147,7 +149,8 @@ def test_keys_belong_to_their_token_and_expire(env: Env, tokens: dict[str, str])
 
 
 def test_read_your_writes_under_load_never_shows_an_older_state(fresh_env: Env) -> None:
-    app = create_app(fresh_env.settings)
+    # six clients in one process: as many waiting reads as clients (gunicorn spreads them over workers)
+    app = create_app(replace(fresh_env.settings, max_waiting_reads=6))
     failures: list[str] = []
 
     def client_session() -> None:
@@ -169,6 +172,8 @@ def test_read_your_writes_under_load_never_shows_an_older_state(fresh_env: Env) 
                     failures.append("X-Projection-Version disagrees with the body")
 
     with workers(fresh_env, ("relay",), ("projector",)):
+        warm_up = place(api_client(app))  # the projector is running once it shows an order
+        wait_for(lambda: api_client(app).get(f"/orders/{warm_up}").status_code == 200, what="the projector")
         threads = [threading.Thread(target=client_session) for _ in range(6)]
         for t in threads:
             t.start()
@@ -190,6 +195,7 @@ def test_an_orders_etag_is_its_version_for_if_none_match_and_if_match(fresh_env:
     client = api_client(create_app(fresh_env.settings))
     with workers(fresh_env, ("relay",), ("projector",)):
         order_id = place(client)
+        shown(client, order_id, 1)  # the projector process has started
         first = client.get(f"/orders/{order_id}?min_version=1")
         etag = first.headers["ETag"]
         assert etag == '"1"' == f'"{first.headers["X-Projection-Version"]}"'
@@ -210,6 +216,14 @@ def test_an_orders_etag_is_its_version_for_if_none_match_and_if_match(fresh_env:
         assert client.get("/orders", headers={"If-None-Match": listed.headers["ETag"]}).status_code == 304
 
 
+def shown(client: Any, order_id: str, version: int) -> dict[str, Any]:
+    """The order once the projection shows `version` (polling: a projector process takes a moment to start)."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: (r := client.get(f"/orders/{order_id}?min_version={version}")).status_code == 200 and r.json,
+        what=f"the projector to show {order_id} at version {version}",
+    )
+
+
 def test_an_order_reads_exactly_as_its_documented_schema_in_every_state(fresh_env: Env) -> None:
     """GET /orders/{id} encodes its document directly: it must be what OrderSchema would show."""
     client = api_client(create_app(fresh_env.settings))
@@ -220,7 +234,7 @@ def test_an_order_reads_exactly_as_its_documented_schema_in_every_state(fresh_en
         client.post(f"/orders/{shipped}/shipments", json=SHIP)
         client.post(f"/orders/{cancelled}/cancellation", json={"reason": "changed my mind"})
         documents = {
-            order_id: client.get(f"/orders/{order_id}?min_version={version}").json
+            order_id: shown(client, order_id, version)
             for order_id, version in ((placed, 1), (shipped, 3), (cancelled, 2))
         }
     schema = OrderSchema()
@@ -295,3 +309,30 @@ def test_a_redis_that_hangs_costs_one_request_its_timeout_not_every_request(env:
         for conn in held:
             conn.close()
         silent.close()
+
+
+def test_reads_that_wait_cannot_starve_the_server(fresh_env: Env) -> None:
+    """Twenty clients ask for a version the projection never reaches (no projector runs): only a few
+    of them wait (each web process keeps a thread for everything else), the others are told at
+    once, and /healthz and other reads are answered before any waiting read has finished."""
+    auth = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
+    finished: list[str] = []
+    with web_server(fresh_env, ORDERSTREAM_READ_WAIT_MS="5000", WEB_THREADS="4") as base:
+        order_id = requests.post(f"{base}/orders", json=ORDER, headers=auth, timeout=5).json()["order_id"]
+
+        def read_a_version_never_reached() -> None:
+            answer = requests.get(f"{base}/orders/{order_id}?min_version=5", headers=auth, timeout=30)
+            assert answer.status_code == 409
+            finished.append("told at once" if "did not wait" in answer.json()["detail"] else "waited")
+
+        readers = [threading.Thread(target=read_a_version_never_reached) for _ in range(20)]
+        for reader in readers:
+            reader.start()
+        wait_for(lambda: finished.count("told at once") >= 14, what="the reads beyond the waiting slots to be told")
+        assert requests.get(f"{base}/healthz", timeout=30).status_code == 200
+        assert requests.get(f"{base}/orders", headers=auth, timeout=30).status_code == 200
+        finished.append("healthz and a list answered")
+        for reader in readers:
+            reader.join()
+    assert 1 <= finished.count("waited") <= 2 * 3  # two web processes, three waiting slots each
+    assert finished.index("healthz and a list answered") < finished.index("waited")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 
 import pytest
+from hypothesis import given as hypothesis_given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from app.events import (
     EVENT_TYPES,
@@ -20,8 +24,8 @@ from app.events import (
     from_payload,
     to_payload,
 )
-from app.money import InvalidAmount, format_amount, parse_amount
-from commands.errors import InvalidTransition, ItemNotFound
+from app.money import InvalidAmount, check_decimal_string, format_amount, parse_amount
+from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
 from commands.order import MAX_LINES, Order
 
 ID = "order-1"
@@ -72,7 +76,7 @@ def test_remove_item_that_is_not_there() -> None:
 
 def test_an_order_holds_a_bounded_number_of_skus() -> None:
     lines = tuple(Line(f"S{i}", 1, Decimal(1)) for i in range(MAX_LINES))
-    with pytest.raises(InvalidTransition, match="at most"):
+    with pytest.raises(LimitExceeded, match="at most"):
         given(OrderCreated(ID, "c", "EUR", lines)).add_item(Line("extra", 1, Decimal(1)))
 
 
@@ -163,3 +167,30 @@ def test_version_1_shipments_are_upcast_to_the_standard_service_level() -> None:
     v2 = {**v1, "service_level": "express"}
     assert from_payload("ProductShipped", v2, schema_version=2).service_level == "express"
     assert given(CREATED, PAID).ship("UPS", "T-2", "next_day") == [ProductShipped(ID, "UPS", "T-2", "next_day")]
+
+
+PRICES = st.from_regex(r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?", fullmatch=True)
+LINES = st.tuples(st.sampled_from(["A", "B", "C", "D"]), st.integers(1, 10_000), PRICES)
+
+
+@settings(max_examples=300, deadline=None)
+@hypothesis_given(placed=st.lists(LINES, min_size=1, max_size=4), added=st.lists(LINES, max_size=4))
+def test_whatever_can_be_placed_or_added_can_be_paid_and_refunded(
+    placed: list[tuple[str, int, str]], added: list[tuple[str, int, str]]
+) -> None:
+    """The limits agree: every total the order accepts is an amount a payment (and a refund) can carry."""
+    try:
+        events: list[object] = list(Order.place(ID, "c-1", "EUR", [Line(s, q, Decimal(p)) for s, q, p in placed]))
+    except (LimitExceeded, InvalidTransition):
+        return
+    for sku, quantity, price in added:
+        with contextlib.suppress(LimitExceeded, InvalidTransition):
+            events += given(*events).add_item(Line(sku, quantity, Decimal(price)))
+    order = given(*events)
+    if order.total == 0:
+        return
+    amount = format_amount(order.total, "EUR")
+    check_decimal_string(amount)  # what PayOrderSchema accepts
+    payment = order.pay(parse_amount(amount, "EUR"), "psp")
+    refund = given(*events, *payment).cancel("changed my mind")
+    assert refund[0].refund_amount == order.total  # type: ignore[union-attr]

@@ -338,7 +338,7 @@ def test_trimming_waits_for_an_expected_group_that_does_not_exist_yet(fresh_env:
         events = env.scalar("SELECT count(*) FROM events")
         with env.engine.begin() as conn:  # the relay's upkeep purges this: proof that a round ran after the ack
             conn.exec_driver_sql(
-                "INSERT INTO idempotency_keys (actor, key, fingerprint, status, body, headers, expires_at)"
+                "INSERT INTO idempotency_keys (principal, key, fingerprint, status, body, headers, expires_at)"
                 " VALUES ('t', 'marker', '', 200, '{}', '{}', now() - interval '1 second')"
             )
         wait_for(lambda: env.scalar("SELECT count(*) FROM idempotency_keys") == 0, what="an upkeep round")

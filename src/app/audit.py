@@ -12,10 +12,10 @@ from typing import Any
 import marshmallow as ma
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
+from app.api import Blueprint, ResponseSchema, operation
 from app.events import EVENT_TYPES, RecordedEvent
 from app.eventstore import COLUMNS
 from app.money import format_amount
@@ -28,7 +28,7 @@ blp = Blueprint("audit", __name__, description="Audit and time travel over the e
 MAX_LIMIT = 1000
 
 
-class EnvelopeSchema(ma.Schema):
+class EnvelopeSchema(ResponseSchema):
     event_id = ma.fields.UUID(required=True)
     stream_id = ma.fields.String(required=True)
     version = ma.fields.Integer(required=True)
@@ -46,7 +46,7 @@ class FeedArgsSchema(ma.Schema):
     type = ma.fields.String(validate=ma.validate.OneOf(sorted(EVENT_TYPES)))
 
 
-class FeedSchema(ma.Schema):
+class FeedSchema(ResponseSchema):
     events = ma.fields.List(ma.fields.Nested(EnvelopeSchema), required=True)
     next = ma.fields.String(
         required=True, metadata={"description": "the next page; empty when there is nothing after it yet"}
@@ -58,13 +58,13 @@ class HistoryArgsSchema(ma.Schema):
     version = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
 
 
-class HistoricLineSchema(ma.Schema):
+class HistoricLineSchema(ResponseSchema):
     sku = ma.fields.String(required=True)
     quantity = ma.fields.Integer(required=True)
     unit_price = ma.fields.String(required=True)
 
 
-class HistoricOrderSchema(ma.Schema):
+class HistoricOrderSchema(ResponseSchema):
     order_id = ma.fields.UUID(required=True)
     version = ma.fields.Integer(required=True)
     as_of = ma.fields.DateTime(required=True, metadata={"description": "recorded time of the last event folded"})
@@ -87,6 +87,7 @@ def _envelopes(sql: str, params: dict[str, Any]) -> list[RecordedEvent]:
 class Feed(MethodView):
     @blp.arguments(FeedArgsSchema(), location="query")
     @blp.response(200, FeedSchema)
+    @operation("list_events")
     def get(self, args: dict[str, Any]) -> Any:
         """The global event feed in position order, with a cursor (`next`) to page on"""
         # Only events of transactions older than every running one: a position whose transaction has
@@ -104,6 +105,7 @@ class Feed(MethodView):
 class OrderEvents(MethodView):
     @blp.response(200, EnvelopeSchema(many=True))
     @problem_responses(blp, {404: "no such order"})
+    @operation("list_order_events")
     def get(self, order_id: Any) -> Any:
         """One order's full history, with each event's metadata"""
         events = _envelopes("WHERE stream_id = :s ORDER BY version", {"s": str(order_id)})
@@ -117,6 +119,7 @@ class OrderHistory(MethodView):
     @blp.arguments(HistoryArgsSchema(), location="query")
     @blp.response(200, HistoricOrderSchema)
     @problem_responses(blp, {404: "the order did not exist at that time or version"})
+    @operation("get_order_history")
     def get(self, args: dict[str, Any], order_id: Any) -> Any:
         """The order as it was at a time (`at`) or a version (`version`), folded from the log"""
         if "at" in args and "version" in args:

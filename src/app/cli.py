@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from app import schema
-from app.config import Settings
+from app.config import InsecureAdminToken, Settings, check_admin_token
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,6 +74,12 @@ def migrate() -> None:
 @click.option("--concurrency", default="", help="honcho concurrency, e.g. projector=2,relay=2")
 def run(concurrency: str) -> None:
     """Start web, relay, projector and rq worker as one supervised group (honcho + Procfile)."""
+    given_token = os.environ.get("ORDERSTREAM_ADMIN_TOKEN")
+    if given_token:  # refused before anything starts, rather than by each process as it boots
+        try:
+            check_admin_token(given_token)
+        except InsecureAdminToken as exc:
+            raise click.ClickException(str(exc)) from exc
     with service_env() as env:
         schema.upgrade(env["DATABASE_URL"])
         port = os.environ.get("PORT", "8000")
@@ -149,10 +155,13 @@ def tokens() -> None:
 @click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
 def tokens_create(name: str, role: str) -> None:
     """Create a token NAME with a role and print it (the only time it is shown)."""
-    from app.auth import create_token
+    from app.auth import InvalidTokenName, create_token
     from app.db import make_engine
 
-    click.echo(create_token(make_engine(Settings.from_env(), pool_size=1), name, role))
+    try:
+        click.echo(create_token(make_engine(Settings.from_env(), pool_size=1), name, role))
+    except InvalidTokenName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
 
 
 @tokens.command("list")

@@ -15,6 +15,24 @@ def sqlalchemy_url(database_url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {database_url!r}")
 
 
+MIN_ADMIN_TOKEN_LENGTH = 32
+MIN_ADMIN_TOKEN_SYMBOLS = 10
+
+
+class InsecureAdminToken(ValueError):
+    """ORDERSTREAM_ADMIN_TOKEN is too short or too uniform to be a secret."""
+
+
+def check_admin_token(token: str) -> None:
+    """An admin token from the environment must be long and varied enough not to be guessed."""
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH or len(set(token)) < MIN_ADMIN_TOKEN_SYMBOLS:
+        raise InsecureAdminToken(
+            f"ORDERSTREAM_ADMIN_TOKEN is {len(token)} characters of {len(set(token))} different symbols: an admin "
+            f"token needs at least {MIN_ADMIN_TOKEN_LENGTH} characters and {MIN_ADMIN_TOKEN_SYMBOLS} different "
+            "symbols to be secret. Make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of orderstream needs to know about its surroundings."""
@@ -39,9 +57,16 @@ class Settings:
     streams_cluster: bool = False  # ...and whether it is a Redis Cluster
     admin_token: str | None = None
     rate_limit: str = "1000 per second"
+    auth_failure_limit: str = "20 per minute"  # failed authentications per client address
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* headers are believed
     idempotency_ttl_s: int = 86_400
     read_wait_ms: int = 2_000
+    max_waiting_reads: int = 3  # min_version reads waiting at once in one web process
     max_body_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if self.admin_token is not None:
+            check_admin_token(self.admin_token)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,8 +101,13 @@ class Settings:
             streams_cluster=env.get("ORDERSTREAM_STREAMS_CLUSTER", "") in ("1", "true", "yes"),
             admin_token=env.get("ORDERSTREAM_ADMIN_TOKEN") or None,
             rate_limit=env.get("ORDERSTREAM_RATE_LIMIT", "1000 per second"),
+            auth_failure_limit=env.get("ORDERSTREAM_AUTH_FAILURE_LIMIT", "20 per minute"),
+            trusted_proxies=int(env.get("ORDERSTREAM_TRUSTED_PROXIES", "0")),
             idempotency_ttl_s=int(env.get("ORDERSTREAM_IDEMPOTENCY_TTL_S", "86400")),
             read_wait_ms=int(env.get("ORDERSTREAM_READ_WAIT_MS", "2000")),
+            max_waiting_reads=int(
+                env.get("ORDERSTREAM_MAX_WAITING_READS", str(max(1, int(env.get("WEB_THREADS", "4")) - 1)))
+            ),
             max_body_bytes=int(env.get("ORDERSTREAM_MAX_BODY_BYTES", str(64 * 1024))),
         )
 

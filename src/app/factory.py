@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 from flask import Flask, redirect
 from redis import Redis
-from swagger_ui_bundle import swagger_ui_path
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
+from app.api import Api
 from app.auth import install_auth
 from app.config import Settings
+from app.dashboard import install_dashboard
 from app.db import make_engine
-from app.events import catalogue
+from app.events import EVENT_TYPES, catalogue
 from app.limits import install_rate_limits
 from app.metrics import install_metrics
-from app.problems import Api, install_unavailable
+from app.problems import install_unavailable
 from app.streams import streams_client
 from app.web import install_input_guard, install_request_ids
 
@@ -26,17 +31,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.audit import blp as audit_blp
     from app.health import blp as health_blp
     from commands.views import blp as commands_blp
+    from queries.projections import PROJECTIONS
     from queries.stats_views import blp as stats_blp
     from queries.views import blp as queries_blp
 
+    blueprints = (commands_blp, queries_blp, stats_blp, audit_blp, admin_blp, health_blp)
+
     settings = settings or Settings.from_env()
-    # The app's static files are Swagger UI's (a wheel, so /docs works offline).
-    app = Flask("orderstream", static_folder=str(swagger_ui_path), static_url_path="/static/swagger-ui")
+    # The app's static files are Swagger UI's (5.x, from the flask-swagger-ui wheel, so /docs works
+    # offline and reads OpenAPI 3.1).
+    app = Flask("orderstream", static_folder=swagger_ui_dist(), static_url_path="/static/swagger-ui")
     app.config.from_object(rq_dashboard.default_settings)
     app.config.update(
         API_TITLE="orderstream",
         API_VERSION="1",
-        OPENAPI_VERSION="3.0.3",
+        # 3.1: a nullable reference is anyOf [$ref, {type: null}], which client generators type as
+        # `Shipment | None` (3.0's nullable cannot sit beside a $ref).
+        OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
@@ -65,27 +76,37 @@ def create_app(settings: Settings | None = None) -> Flask:
         "engine": make_engine(settings),
         "redis": Redis.from_url(settings.redis_url),
         "streams": streams_client(settings),
+        "waiting_reads": threading.BoundedSemaphore(settings.max_waiting_reads),
     }
-    install_metrics(app)
+    if settings.trusted_proxies:  # the client's address (for the failed-login limit) as the proxy saw it
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
+            x_host=settings.trusted_proxies,
+        )  # fmt: skip
+    # The order of these is the order every request meets them: nothing judges a request before
+    # it is authenticated, and nothing reads its body before the input guard.
+    install_metrics(app, event_types=sorted(EVENT_TYPES), projections=sorted(PROJECTIONS))
     install_request_ids(app)
-    install_input_guard(app)
-    install_auth(app)
+    install_auth(app, settings)
     install_rate_limits(app, settings)
+    install_input_guard(app, frozenset(blp.name for blp in blueprints))
     install_unavailable(app)
 
     api = Api(app)
-    api.register_blueprint(commands_blp)
-    api.register_blueprint(queries_blp)
-    api.register_blueprint(stats_blp)
-    api.register_blueprint(audit_blp)
-    api.register_blueprint(admin_blp)
-    api.register_blueprint(health_blp)
+    for blp in blueprints:
+        api.register_blueprint(blp)
 
-    rq_dashboard.web.setup_rq_connection(app)
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
+    install_dashboard(app, rq_dashboard)
 
     @app.get("/")
     def _index() -> Response:
         return redirect("/docs")
 
     return app
+
+
+def swagger_ui_dist() -> str:
+    """Swagger UI's files as the flask-swagger-ui wheel ships them."""
+    import flask_swagger_ui
+
+    return str(Path(flask_swagger_ui.__file__).parent / "dist")

@@ -7,9 +7,9 @@ from typing import Any
 import marshmallow as ma
 from alembic.script import ScriptDirectory
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from app.api import Blueprint, ResponseSchema, operation
 from app.problems import problem_responses
 from app.schema import alembic_config
 from app.web import engine, redis_client, settings
@@ -17,7 +17,7 @@ from app.web import engine, redis_client, settings
 blp = Blueprint("health", __name__, description="Health checks")
 
 
-class ReadinessSchema(ma.Schema):
+class ReadinessSchema(ResponseSchema):
     ready = ma.fields.Boolean(required=True)
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), required=True)
 
@@ -26,6 +26,7 @@ class ReadinessSchema(ma.Schema):
 class Liveness(MethodView):
     @blp.doc(security=[])
     @blp.response(200, ReadinessSchema)
+    @operation("liveness")
     def get(self) -> Any:
         """The process is alive (checks nothing else)"""
         return {"ready": True, "checks": {}}
@@ -36,6 +37,7 @@ class Readiness(MethodView):
     @blp.doc(security=[])
     @blp.response(200, ReadinessSchema)
     @problem_responses(blp, {503: "PostgreSQL or Redis unreachable, or migrations not applied"})
+    @operation("readiness")
     def get(self) -> Any:
         """PostgreSQL and Redis reachable, database schema at the newest migration"""
         checks = {"postgresql": _postgres(), "redis": _redis()}

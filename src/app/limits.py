@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from flask import Flask, g
@@ -24,18 +26,20 @@ from werkzeug.exceptions import TooManyRequests
 
 from app.config import Settings
 
+T = TypeVar("T")
 STORAGE_ERRORS = (redis.RedisError, StorageError, OSError)
 RETRY_REDIS_AFTER_S = 5.0
 
 
 class RateLimits:
-    """ORDERSTREAM_RATE_LIMIT per token (e.g. "1000 per second"); the first breached limit refuses."""
+    """Limits in the `limits` syntax (e.g. "1000 per second") counted per key; the first one
+    breached refuses. `namespace` keeps independent counts apart (requests, failed logins)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.items: list[RateLimitItem] = parse_many(settings.rate_limit)
+    def __init__(self, settings: Settings, limits: str, namespace: str) -> None:
+        self.items: list[RateLimitItem] = parse_many(limits)
         storage = RedisStorage(
             settings.redis_url,
-            key_prefix=f"{settings.key_prefix}:ratelimit",
+            key_prefix=f"{settings.key_prefix}:{namespace}",
             socket_connect_timeout=1,
             socket_timeout=1,
         )
@@ -45,40 +49,42 @@ class RateLimits:
 
     def breached(self, who: str) -> RateLimitItem | None:
         """Count one request for `who`; the limit it goes over, if any."""
-        for item in self.items:
-            if not self._hit(item, who):
-                return item
-        return None
+        return next((item for item in self.items if not self._ask(FixedWindowRateLimiter.hit, item, who)), None)
 
-    def _hit(self, item: RateLimitItem, who: str) -> bool:
-        if time.monotonic() >= self.redis_down_until:
-            try:
-                return self.shared.hit(item, who)
-            except STORAGE_ERRORS:
-                self.redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
-        return self.local.hit(item, who)
+    def exhausted(self, who: str) -> RateLimitItem | None:
+        """A limit `who` has used up already, counting nothing."""
+        return next((item for item in self.items if not self._ask(FixedWindowRateLimiter.test, item, who)), None)
+
+    def hit(self, who: str) -> None:
+        """Count one against every limit."""
+        for item in self.items:
+            self._ask(FixedWindowRateLimiter.hit, item, who)
 
     def seconds_until_reset(self, item: RateLimitItem, who: str) -> int:
         """When the window of a breached limit ends (for Retry-After)."""
-        try:
-            if time.monotonic() < self.redis_down_until:
-                raise StorageError(ConnectionError("Redis was unreachable moments ago"))
-            reset = self.shared.get_window_stats(item, who).reset_time
-        except STORAGE_ERRORS:
-            reset = self.local.get_window_stats(item, who).reset_time
+        reset = self._ask(FixedWindowRateLimiter.get_window_stats, item, who).reset_time
         return max(1, math.ceil(reset - time.time()))
+
+    def _ask(self, question: Callable[..., T], *args: Any) -> T:
+        """Ask the shared counters in Redis, or this process's own while Redis is failing."""
+        if time.monotonic() >= self.redis_down_until:
+            try:
+                return question(self.shared, *args)
+            except STORAGE_ERRORS:
+                self.redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
+        return question(self.local, *args)
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> RateLimits:
-    """Count every authenticated request against its token's limits (after auth has named the actor)."""
-    limits = RateLimits(settings)
+    """Count every authenticated request against its principal's limits (after auth named it)."""
+    limits = RateLimits(settings, settings.rate_limit, "ratelimit")
 
     @app.before_request
     def _count() -> None:
-        actor = g.get("actor")
-        if not actor:  # public pages: docs, spec, health
+        principal = g.get("principal")
+        if principal is None:  # public pages: docs, spec, health
             return
-        who = f"token:{actor}"
+        who = principal.id
         item = limits.breached(who)
         if item is not None:
             raise TooManyRequests(

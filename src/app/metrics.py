@@ -1,14 +1,22 @@
 """Prometheus metrics. With PROMETHEUS_MULTIPROC_DIR set (make run sets it), every process (web
-workers, relay, projectors, rq jobs) writes to that directory and one scrape of /metrics sees all."""
+workers, relay, projectors, rq jobs) writes to that directory and one scrape of /metrics sees all.
+
+Label values come from closed sets only (methods we know, route templates, event types, projection
+names), never from what a client sends. Counters whose label sets are known start at zero, so an
+`increase()` alert sees the first dead letter. Live gauges of processes that have exited (a killed
+worker, a finished rq work-horse) are dropped at the next scrape.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Iterable
+from pathlib import Path
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -17,6 +25,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
 
 REQUEST_SECONDS = Histogram(
     "orderstream_http_request_duration_seconds",
@@ -53,15 +65,45 @@ REBUILD_PROGRESS = Gauge(
 
 
 def registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        forget_exited_processes(Path(directory))
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
         return collected
     return REGISTRY
 
 
-def install_metrics(app: Flask) -> None:
+def forget_exited_processes(directory: Path) -> None:
+    """Drop the live gauges of processes that no longer exist (their counters stay: totals only grow)."""
+    for path in directory.glob("gauge_live*.db"):
+        match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+        if match and not _alive(int(match.group(1))):
+            multiprocess.mark_process_dead(int(match.group(1)), str(directory))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def initialise(event_types: Iterable[str], projections: Iterable[str]) -> None:
+    """Create every series of a known label set at zero, so that rates and increases see its first event."""
+    for event_type in event_types:
+        EVENTS_APPENDED.labels(event_type)
+    for projection in projections:
+        EVENTS_APPLIED.labels(projection)
+        DEAD_LETTERS.labels(projection)
+
+
+def install_metrics(app: Flask, event_types: Iterable[str] = (), projections: Iterable[str] = ()) -> None:
     """Time every request by endpoint, and serve /metrics (public, like a health check)."""
+    initialise(event_types, projections)
 
     @app.before_request
     def _start() -> None:
@@ -71,11 +113,11 @@ def install_metrics(app: Flask) -> None:
     def _observe(response: Response) -> Response:
         if "started" in g:
             endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            REQUEST_SECONDS.labels(request.method, endpoint, response.status_code).observe(
-                time.perf_counter() - g.started
-            )
+            method = request.method if request.method in METHODS else "other"
+            REQUEST_SECONDS.labels(method, endpoint, response.status_code).observe(time.perf_counter() - g.started)
         return response
 
     @app.get("/metrics")
     def _metrics() -> Response:
-        return Response(generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST)
+        # The text format every Prometheus reads; set as is (mimetype= would add a second charset).
+        return Response(generate_latest(registry()), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

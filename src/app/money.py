@@ -22,7 +22,12 @@ THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 FOUR_DECIMAL = frozenset("CLF UYW".split())
 
 MAX_INTEGER_DIGITS = 12
-_AMOUNT = re.compile(rf"^(0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}})(\.[0-9]+)?$")
+MAX_DECIMALS = 4
+# Every amount a client sends: at most 12 digits before the point, 4 after (per currency, fewer).
+AMOUNT_PATTERN = rf"(0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}})(\.[0-9]{{1,{MAX_DECIMALS}}})?"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+# Anything that can be placed must be payable and refundable, so a total stays below this too.
+AMOUNT_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
 
 
 class InvalidAmount(ValueError):
@@ -52,10 +57,10 @@ def format_amount(value: Decimal, currency: str) -> str:
     return str(value.quantize(Decimal(1).scaleb(-minor_units(currency))))
 
 
-def check_decimal_string(text: str, max_decimals: int = 4) -> None:
+def check_decimal_string(text: str) -> None:
     """Refuse anything but a plain non-negative decimal string (currency-independent check)."""
-    if not isinstance(text, str) or not _AMOUNT.match(text) or len(text.partition(".")[2]) > max_decimals:
+    if not isinstance(text, str) or _AMOUNT.fullmatch(text) is None:
         raise InvalidAmount(
-            f'{text!r} is not a decimal string such as "12.50" '
-            f"(at most {MAX_INTEGER_DIGITS} digits before the point and {max_decimals} after, no sign or exponent)"
+            f'{str(text)[:40]!r} is not a decimal string such as "12.50" '
+            f"(at most {MAX_INTEGER_DIGITS} digits before the point and {MAX_DECIMALS} after, no sign or exponent)"
         )

@@ -13,8 +13,6 @@ import psycopg
 import redis
 import sqlalchemy.exc
 from flask import Flask, Response, json
-from flask_smorest.utils import prepare_response
-from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,9 +29,9 @@ class ProblemSchema(ma.Schema):
     class Meta:
         unknown = ma.INCLUDE
 
-    type = ma.fields.String(metadata={"example": "about:blank"})
-    title = ma.fields.String(metadata={"example": "Unprocessable Entity"})
-    status = ma.fields.Integer(metadata={"example": 422})
+    type = ma.fields.String()
+    title = ma.fields.String()
+    status = ma.fields.Integer()
     detail = ma.fields.String()
     instance = ma.fields.String()
     errors = ma.fields.Dict()
@@ -60,62 +58,53 @@ def problem_responses(blp: flask_smorest.Blueprint, statuses: dict[int, str]) ->
 
     def decorate(view: F) -> F:
         for status, description in statuses.items():
-            view = blp.alt_response(status, schema=ProblemSchema, description=description, content_type=PROBLEM_JSON)(
-                view
+            document = blp.alt_response(
+                status,
+                schema=ProblemSchema,
+                description=description,
+                content_type=PROBLEM_JSON,
+                example=example_problem(status, description),
             )
+            view = document(view)
         return view
 
     return decorate
 
 
-class Api(flask_smorest.Api):
-    """flask-smorest's Api, answering every HTTP error (404, 405, 413, 422, ...) as problem+json."""
-
-    ERROR_SCHEMA = ProblemSchema
-    DEFAULT_RESPONSE_CONTENT_TYPE = "application/json"
-
-    def _register_responses(self) -> None:
-        """Document every error response (and the `default` one) as application/problem+json."""
-        for status in HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
-            if not (100 <= status < 200) and status not in (204, 304):
-                response["schema"] = self.ERROR_SCHEMA
-            prepare_response(response, self.spec, PROBLEM_JSON)
-            self.spec.components.response(status.name, response, lazy=True)
-        default: dict[str, Any] = {"description": "an error, as RFC 9457 problem details", "schema": self.ERROR_SCHEMA}
-        prepare_response(default, self.spec, PROBLEM_JSON)
-        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
-
-    def _register_pagination_header(self) -> None:
-        """X-Pagination is a JSON text; documented as a string (an object would mean key=value pairs)."""
-        header = {"description": 'pagination as JSON: {"total", "total_pages", "first_page", "last_page", "page",'
-                  ' "previous_page", "next_page"}', "schema": {"type": "string"}}  # fmt: skip
-        self.spec.components.header("PAGINATION", header, lazy=True)
-
-    def handle_http_exception(self, error: HTTPException) -> Response:
-        status = error.code or 500
-        if status >= 500:
-            log.error("request failed", exc_info=getattr(error, "original_exception", None) or error)
-        data = getattr(error, "data", None) or {}
-        errors = data.get("errors") or data.get("messages")
-        detail = data.get("message") or _detail(status, error, errors)
-        headers = dict(data.get("headers") or {})
-        if status == 429:
-            retry_after = getattr(error, "retry_after", None)
-            headers["Retry-After"] = str(retry_after if isinstance(retry_after, int) else 1)
-        if error.response is None:
-            headers.update({k: v for k, v in error.get_headers() if k.lower() == "allow"})
-        return problem(status, detail, headers, errors=errors, **(data.get("extensions") or {}))
+MAX_ERRORS = 20  # field errors reported in one problem; more are counted, not listed
 
 
-def _detail(status: int, error: HTTPException, errors: Any) -> str:
-    if status == 422 and errors:
-        return "the request does not validate: see errors for each field"
-    if status == 400 and errors:
-        return "the request could not be parsed: see errors"
-    if status >= 500:
-        return "the server failed to handle this request; it has been logged"
-    return error.description or HTTPStatus(status).description
+def example_problem(status: int, detail: str | None = None) -> dict[str, Any]:
+    """An example problem document for a status (OpenAPI examples show the status they document)."""
+    phrase = HTTPStatus(status).phrase
+    return {"type": "about:blank", "title": phrase, "status": status, "detail": detail or phrase.lower()}
+
+
+def cap_errors(errors: Any, limit: int = MAX_ERRORS) -> Any:
+    """At most `limit` field messages, in their nesting; `_truncated` says how many more there were."""
+    if not isinstance(errors, dict):
+        return errors
+    budget = [limit]
+    dropped = [0]
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            kept: dict[Any, Any] = {}
+            for key, value in node.items():
+                pruned = walk(value)
+                if pruned not in ({}, []):
+                    kept[key] = pruned
+            return kept
+        messages = node if isinstance(node, list) else [node]
+        taken = messages[: max(budget[0], 0)]
+        budget[0] -= len(taken)
+        dropped[0] += len(messages) - len(taken)
+        return taken
+
+    capped = walk(errors)
+    if dropped[0]:
+        capped["_truncated"] = [f"{dropped[0]} more errors not shown"]
+    return capped
 
 
 RETRY_AFTER_SECONDS = 5

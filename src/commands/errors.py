@@ -9,6 +9,11 @@ class InvalidTransition(DomainError):
     """The order's state does not allow this command (HTTP 409)."""
 
 
+class LimitExceeded(DomainError):
+    """The command would take the order past a limit: SKUs per order, quantity of one SKU, or a
+    total that could no longer be paid (HTTP 422)."""
+
+
 class OrderNotFound(DomainError):
     """No order with that id (HTTP 404)."""
 

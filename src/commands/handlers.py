@@ -112,15 +112,17 @@ def place_order(conn: Connection, cmd: PlaceOrder, metadata: dict[str, Any]) -> 
 
 
 def handle(
-    conn: Connection, cmd: OrderCommand, metadata: dict[str, Any], expected_version: int | None = None
+    conn: Connection, cmd: OrderCommand, metadata: dict[str, Any], expected_versions: frozenset[int] | None = None
 ) -> Outcome:
-    """Load the order, decide, append (in the caller's transaction); `expected_version` is from If-Match."""
+    """Load the order, decide, append (in the caller's transaction). `expected_versions` are those
+    If-Match named: the command applies only if the order is at one of them."""
     history = eventstore.load(conn, cmd.order_id)
     if not history:
         raise OrderNotFound(f"no order {cmd.order_id}")
     order = Order.fold(cmd.order_id, (e.domain_event() for e in history))
-    if expected_version is not None and expected_version != order.version:
-        raise VersionMismatch(f"order {cmd.order_id} is at version {order.version}, not {expected_version}")
+    if expected_versions is not None and order.version not in expected_versions:
+        named = ", ".join(str(v) for v in sorted(expected_versions)) or "no version of it"
+        raise VersionMismatch(f"order {cmd.order_id} is at version {order.version}, not {named}")
     events = DECISIONS[type(cmd)](order, cmd)
     recorded = eventstore.append(conn, cmd.order_id, order.version, events, metadata)
     return Outcome(cmd.order_id, recorded[-1].version, recorded[-1].position, tuple(e.type for e in recorded))

@@ -3,7 +3,8 @@
 The key row is inserted in the command's own transaction, before the command runs, and completed
 with the response before commit. A second request with the same key waits on the row's unique
 index until the first commits (then it replays the stored response) or rolls back (then it runs).
-So two requests in flight with one key execute once. Keys are scoped to the actor (token) and
+So two requests in flight with one key execute once. Keys are scoped to the principal (the token's
+identity, never its display name) and
 expire after ORDERSTREAM_IDEMPOTENCY_TTL_S; only successful responses are kept (a refused command
 wrote nothing, so retrying it is safe).
 """
@@ -20,7 +21,8 @@ from sqlalchemy import Connection, text
 
 from app.db import driver
 
-KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = r"[\x21-\x7e]{1,255}"
+KEY = re.compile(KEY_PATTERN)
 
 
 class KeyReused(Exception):
@@ -44,16 +46,16 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def claim(conn: Connection, actor: str, key: str, print_: str, ttl_s: int) -> StoredResponse | None:
+def claim(conn: Connection, principal: str, key: str, print_: str, ttl_s: int) -> StoredResponse | None:
     """Take the key for this request, or return the response stored for it.
 
     One statement takes a free key or an expired one; the row stays invisible to others until this
     transaction commits (`complete` fills it in), and a request with the same key waits on it.
     """
-    if not KEY.match(key):
+    if KEY.fullmatch(key) is None:
         raise InvalidKey("Idempotency-Key must be 1-255 printable ASCII characters")
     pg = driver(conn)
-    params = {"a": actor, "k": key, "f": print_, "ttl": ttl_s}
+    params = {"a": principal, "k": key, "f": print_, "ttl": ttl_s}
     if pg.execute(_CLAIM, params).fetchone():
         return None
     row = pg.execute(_STORED, params).fetchone()
@@ -65,26 +67,32 @@ def claim(conn: Connection, actor: str, key: str, print_: str, ttl_s: int) -> St
 
 
 _CLAIM = """
-    INSERT INTO idempotency_keys (actor, key, fingerprint, status, body, headers, expires_at)
+    INSERT INTO idempotency_keys (principal, key, fingerprint, status, body, headers, expires_at)
     VALUES (%(a)s, %(k)s, %(f)s, 0, '{}', '{}', now() + make_interval(secs => %(ttl)s))
-    ON CONFLICT (actor, key) DO UPDATE
+    ON CONFLICT (principal, key) DO UPDATE
         SET fingerprint = EXCLUDED.fingerprint, status = 0, body = '{}', headers = '{}',
             expires_at = EXCLUDED.expires_at
         WHERE idempotency_keys.expires_at < now()
     RETURNING key
 """
-_STORED = "SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE actor = %(a)s AND key = %(k)s"
+_STORED = "SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE principal = %(a)s AND key = %(k)s"
 _COMPLETE = """
     UPDATE idempotency_keys SET status = %(s)s, body = %(b)s::jsonb, headers = %(h)s::jsonb
-    WHERE actor = %(a)s AND key = %(k)s
+    WHERE principal = %(a)s AND key = %(k)s
 """
 
 
-def complete(conn: Connection, actor: str, key: str, response: StoredResponse) -> None:
+def complete(conn: Connection, principal: str, key: str, response: StoredResponse) -> None:
     """Record the response the command produced (same transaction as its events; not waited for)."""
     driver(conn).execute(
         _COMPLETE,
-        {"s": response.status, "b": json.dumps(response.body), "h": json.dumps(response.headers), "a": actor, "k": key},
+        {
+            "s": response.status,
+            "b": json.dumps(response.body),
+            "h": json.dumps(response.headers),
+            "a": principal,
+            "k": key,
+        },
     )
 
 
@@ -92,8 +100,8 @@ def purge_expired(conn: Connection, limit: int = 1000) -> int:
     """Delete up to `limit` expired keys (the relay's upkeep calls this); returns how many."""
     return conn.execute(
         text(
-            "DELETE FROM idempotency_keys WHERE (actor, key) IN"
-            " (SELECT actor, key FROM idempotency_keys WHERE expires_at < now() LIMIT :n)"
+            "DELETE FROM idempotency_keys WHERE (principal, key) IN"
+            " (SELECT principal, key FROM idempotency_keys WHERE expires_at < now() LIMIT :n)"
         ),
         {"n": limit},
     ).rowcount

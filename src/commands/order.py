@@ -23,7 +23,8 @@ from app.events import (
     PaymentProcessed,
     ProductShipped,
 )
-from commands.errors import InvalidTransition, ItemNotFound
+from app.money import AMOUNT_LIMIT, format_amount
+from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
 
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
@@ -69,11 +70,13 @@ class Order:
         for line in lines:
             merged._check_line(line)
             merged.lines[line.sku] = _merge(merged.lines.get(line.sku), line)
+        merged._check_total(merged.total)
         return [OrderCreated(order_id, customer_id, currency, tuple(merged.lines.values()))]
 
     def add_item(self, line: Line) -> list[Event]:
         self._require(Status.PENDING, "add items to")
         self._check_line(line)
+        self._check_total(self.total + line.quantity * line.unit_price)
         return [ItemAdded(self.id, line.sku, line.quantity, line.unit_price)]
 
     def remove_item(self, sku: str) -> list[Event]:
@@ -115,9 +118,17 @@ class Order:
                 f"SKU {line.sku!r} is already on the order at {current.unit_price}; remove it to change its price"
             )
         if current is not None and current.quantity + line.quantity > MAX_QUANTITY:
-            raise InvalidTransition(f"at most {MAX_QUANTITY} of one SKU per order")
+            raise LimitExceeded(f"at most {MAX_QUANTITY} of one SKU per order")
         if current is None and len(self.lines) >= MAX_LINES:
-            raise InvalidTransition(f"an order holds at most {MAX_LINES} different SKUs")
+            raise LimitExceeded(f"an order holds at most {MAX_LINES} different SKUs")
+
+    def _check_total(self, total: Decimal) -> None:
+        """A total must stay payable: below the largest amount a payment (or a refund) can carry."""
+        if total >= AMOUNT_LIMIT:
+            raise LimitExceeded(
+                f"the order total would be {format_amount(total, self.currency)} {self.currency};"
+                f" an order total must stay below {AMOUNT_LIMIT:,} (the largest payable amount)"
+            )
 
     # state changes -------------------------------------------------------------------------
 

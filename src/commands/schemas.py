@@ -1,4 +1,4 @@
-"""Command payloads as marshmallow schemas; unknown fields are refused."""
+"""Command payloads as marshmallow schemas; unknown fields are refused (app.validation)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from app.money import ISO_4217, InvalidAmount, check_decimal_string
+from app.api import ResponseSchema
+from app.money import AMOUNT_PATTERN, ISO_4217, InvalidAmount, check_decimal_string
+from app.validation import BoundedList, FullMatch, StrictSchema, identifier, text
 from commands.order import MAX_LINES, MAX_QUANTITY
 
-AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
 SERVICE_LEVELS = ["standard", "express", "next_day"]
-SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$", error="a SKU is 1-64 letters, digits, '.', '_' or '-'")
+SKU_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
+SKU = FullMatch(SKU_PATTERN, error="a SKU is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 
 
 class Amount(ma.fields.String):
@@ -20,7 +22,7 @@ class Amount(ma.fields.String):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.metadata = {"pattern": AMOUNT_PATTERN, **self.metadata}
+        self.metadata = {"pattern": f"^{AMOUNT_PATTERN}$", **self.metadata}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
@@ -32,11 +34,7 @@ class Amount(ma.fields.String):
         return value
 
 
-def _text(max_length: int, **kwargs: Any) -> ma.fields.String:
-    return ma.fields.String(validate=validate.Length(1, max_length), **kwargs)
-
-
-class LineSchema(ma.Schema):
+class LineSchema(StrictSchema):
     sku = ma.fields.String(required=True, validate=SKU, metadata={"example": "SKU-1"})
     quantity = ma.fields.Integer(
         required=True, strict=True, validate=validate.Range(1, MAX_QUANTITY), metadata={"example": 2}
@@ -44,34 +42,34 @@ class LineSchema(ma.Schema):
     unit_price = Amount(required=True, metadata={"example": "9.99"})
 
 
-class PlaceOrderSchema(ma.Schema):
-    customer_id = _text(64, required=True, metadata={"example": "customer-42"})
+class PlaceOrderSchema(StrictSchema):
+    customer_id = identifier(required=True, metadata={"example": "customer-42"})
     currency = ma.fields.String(
         required=True,
         validate=validate.OneOf(sorted(ISO_4217), error="not an ISO 4217 currency code"),
         metadata={"example": "EUR"},
     )
-    items = ma.fields.List(ma.fields.Nested(LineSchema), required=True, validate=validate.Length(1, MAX_LINES))
+    items = BoundedList(ma.fields.Nested(LineSchema), required=True, min_length=1, max_length=MAX_LINES)
 
 
-class PayOrderSchema(ma.Schema):
+class PayOrderSchema(StrictSchema):
     amount = Amount(required=True, metadata={"example": "19.98"})
-    reference = _text(100, required=True, metadata={"example": "psp-7f3a"})
+    reference = text(100, required=True, metadata={"example": "psp-7f3a"})
 
 
-class ShipOrderSchema(ma.Schema):
-    carrier = _text(100, required=True, metadata={"example": "DHL"})
-    tracking_number = _text(100, required=True, metadata={"example": "JD0146000033"})
+class ShipOrderSchema(StrictSchema):
+    carrier = text(100, required=True, metadata={"example": "DHL"})
+    tracking_number = text(100, required=True, metadata={"example": "JD0146000033"})
     service_level = ma.fields.String(
         load_default="standard", validate=validate.OneOf(SERVICE_LEVELS), metadata={"example": "express"}
     )
 
 
-class CancelOrderSchema(ma.Schema):
-    reason = _text(500, required=True, metadata={"example": "customer changed their mind"})
+class CancelOrderSchema(StrictSchema):
+    reason = text(500, required=True, metadata={"example": "customer changed their mind"})
 
 
-class CommandOutcomeSchema(ma.Schema):
+class CommandOutcomeSchema(ResponseSchema):
     order_id = ma.fields.UUID(required=True)
     version = ma.fields.Integer(required=True, metadata={"description": "the order's version after the command"})
     position = ma.fields.Integer(

@@ -5,20 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, json, request, url_for
+import marshmallow as ma
+from flask import Response, g, json, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import Connection
-from werkzeug.exceptions import UnsupportedMediaType
 
+from app.api import Blueprint, operation
+from app.conditions import EntityTags, EntityTagsField, describe
 from app.db import pipelined_transaction
 from app.eventstore import ConcurrencyError
 from app.metrics import EVENTS_APPENDED
 from app.money import InvalidAmount
 from app.problems import problem, problem_responses
-from app.web import engine, event_metadata, settings
+from app.validation import EmptySchema, FullMatch
+from app.web import engine, event_metadata, request_json, settings
 from commands import handlers, idempotency
-from commands.errors import InvalidTransition, ItemNotFound, OrderNotFound, VersionMismatch
+from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded, OrderNotFound, VersionMismatch
 from commands.schemas import (
     CancelOrderSchema,
     CommandOutcomeSchema,
@@ -31,151 +33,170 @@ from commands.schemas import (
 OUTCOME = CommandOutcomeSchema()  # schemas are built once: building one per request costs more than using it
 blp = Blueprint("order-commands", __name__, description="Commands: each appends events to the order's stream")
 
-IDEMPOTENCY_KEY = {
-    "in": "header",
-    "name": "Idempotency-Key",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-    "description": "makes a retry safe: the same key and body return the first response and append nothing",
-}
-IDEMPOTENCY = {"parameters": [IDEMPOTENCY_KEY]}
-IF_MATCH = {
-    "parameters": [
-        IDEMPOTENCY_KEY,
-        {
-            "in": "header",
-            "name": "If-Match",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": 'ETag of the order version the command expects, e.g. "3"; 412 if it moved on',
-        },
-    ]
-}
+
+class CommandHeaders(ma.Schema):
+    """Headers every command reads (a malformed one is a 400)."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    idempotency_key = ma.fields.String(
+        data_key="Idempotency-Key",
+        validate=FullMatch(idempotency.KEY_PATTERN, error="1-255 printable ASCII characters"),
+        metadata={"description": "makes a retry safe: the same key and body return the first response and "
+                  "append nothing"},
+    )  # fmt: skip
+
+
+class ConditionalCommandHeaders(CommandHeaders):
+    """...and, on an existing order, the version it is expected to be at."""
+
+    if_match = EntityTagsField(
+        data_key="If-Match",
+        metadata={"description": 'ETag of the order version the command expects, e.g. "3" (a list matches if any '
+                  "tag does; weak tags never match); 412 if the order moved on"},
+    )  # fmt: skip
+
+
+HEADERS = {"location": "headers", "error_status_code": 400}
 ETAG_HEADER = {"ETag": {"description": "the order's new version", "schema": {"type": "string"}}}
-ERRORS = {404: "no such order", 409: "not allowed in the order's state", 412: "If-Match is stale"}
+ERRORS = {
+    404: "no such order",
+    409: "not allowed in the order's state",
+    412: "If-Match is stale",
+    422: "the body does not validate, or a limit would be exceeded",
+}
 _alt_responses = problem_responses(blp, ERRORS)
 
 
-@blp.before_request
-def _require_json() -> None:
-    if (request.content_length or request.headers.get("Transfer-Encoding")) and not request.is_json:
-        raise UnsupportedMediaType("send the command as application/json")
-
-
-def _expected_version() -> int | None:
-    """The version named by If-Match; a value that is no version of ours can never match."""
-    if request.if_match.star_tag or not request.headers.get("If-Match"):
+def _expected_versions(headers: dict[str, Any]) -> frozenset[int] | None:
+    """The versions If-Match names (None: no condition). A weak tag can never match (RFC 9110
+    compares If-Match strongly), so a header of weak tags only fails before anything is loaded."""
+    tags: EntityTags | None = headers.get("if_match")
+    if tags is None or tags.star:
         return None
-    for tag in request.if_match.as_set():
-        if tag and tag.isdigit() and len(tag) < 10:
-            return int(tag)
-    return -1
+    if not tags.strong:
+        raise VersionMismatch(f"If-Match compares strongly: {describe(tags)} can never match; send the ETag as is")
+    return tags.versions()
 
 
-def _execute(run: Callable[[Connection], handlers.Outcome], status: int = 200) -> Any:
+def _execute(run: Callable[[Connection], handlers.Outcome], headers: dict[str, Any], status: int = 200) -> Any:
     """Run a command in one transaction with its Idempotency-Key (if any) and answer it.
 
     A retry of a completed command gets the stored response, marked `Idempotent-Replayed: true`.
+    Keys belong to the principal (the token's identity), never to a display name.
     """
-    key = request.headers.get("Idempotency-Key")
-    actor = event_metadata()["actor"]
+    key = headers.get("idempotency_key")
+    principal = g.principal.id
     with pipelined_transaction(engine()) as conn:
         if key is not None:
-            request_print = idempotency.fingerprint(request.method, request.path, request.get_json(silent=True))
-            stored = idempotency.claim(conn, actor, key, request_print, settings().idempotency_ttl_s)
+            request_print = idempotency.fingerprint(request.method, request.path, request_json())
+            stored = idempotency.claim(conn, principal, key, request_print, settings().idempotency_ttl_s)
             if stored is not None:
                 headers = {**stored.headers, "Idempotent-Replayed": "true"}
                 return Response(json.dumps(stored.body), stored.status, headers, mimetype="application/json")
         outcome = run(conn)
-        headers = {"ETag": f'"{outcome.version}"'}
+        answer_headers = {"ETag": f'"{outcome.version}"'}
         if status == 201:
-            headers["Location"] = url_for("order-queries.OrderDetail", order_id=outcome.order_id)
+            answer_headers["Location"] = url_for("order-queries.OrderDetail", order_id=outcome.order_id)
         if key is not None:
-            answer = idempotency.StoredResponse(status, OUTCOME.dump(outcome), headers)
-            idempotency.complete(conn, actor, key, answer)
+            answer = idempotency.StoredResponse(status, OUTCOME.dump(outcome), answer_headers)
+            idempotency.complete(conn, principal, key, answer)
     for event_type in outcome.types:  # counted once committed
         EVENTS_APPENDED.labels(event_type).inc()
-    return outcome, status, headers
+    return outcome, status, answer_headers
 
 
-def _run(cmd: handlers.OrderCommand) -> Any:
-    return _execute(lambda conn: handlers.handle(conn, cmd, event_metadata(), _expected_version()))
+def _run(cmd: handlers.OrderCommand, headers: dict[str, Any]) -> Any:
+    expected = _expected_versions(headers)
+    return _execute(lambda conn: handlers.handle(conn, cmd, event_metadata(), expected), headers)
 
 
 @blp.route("/orders")
 class Orders(MethodView):
     @blp.arguments(PlaceOrderSchema())
+    @blp.arguments(CommandHeaders(), **HEADERS)
     @blp.response(201, CommandOutcomeSchema, headers={"Location": {"schema": {"type": "string"}}, **ETAG_HEADER})
-    @blp.doc(**IDEMPOTENCY)
-    def post(self, data: dict[str, Any]) -> Any:
+    @problem_responses(blp, {422: ERRORS[422]})
+    @operation("place_order")
+    def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
         """Place an order"""
         items = tuple(handlers.NewLine(**item) for item in data["items"])
         cmd = handlers.PlaceOrder(data["customer_id"], data["currency"], items)
-        return _execute(lambda conn: handlers.place_order(conn, cmd, event_metadata()), 201)
+        return _execute(lambda conn: handlers.place_order(conn, cmd, event_metadata()), headers, 201)
 
 
 @blp.route("/orders/<uuid:order_id>/items")
 class Items(MethodView):
     @blp.arguments(LineSchema())
+    @blp.arguments(ConditionalCommandHeaders(), **HEADERS)
     @blp.response(200, CommandOutcomeSchema, headers=ETAG_HEADER)
-    @blp.doc(**IF_MATCH)
     @_alt_responses
-    def post(self, data: dict[str, Any], order_id: Any) -> Any:
+    @operation("add_item")
+    def post(self, data: dict[str, Any], headers: dict[str, Any], order_id: Any) -> Any:
         """Add an item (or more of one already on the order)"""
-        return _run(handlers.AddItem(str(order_id), handlers.NewLine(**data)))
+        return _run(handlers.AddItem(str(order_id), handlers.NewLine(**data)), headers)
 
 
 @blp.route("/orders/<uuid:order_id>/items/<string:sku>")
 class Item(MethodView):
+    @blp.arguments(EmptySchema(), required=False)
+    @blp.arguments(ConditionalCommandHeaders(), **HEADERS)
     @blp.response(200, CommandOutcomeSchema, headers=ETAG_HEADER)
-    @blp.doc(**IF_MATCH)
     @_alt_responses
-    def delete(self, order_id: Any, sku: str) -> Any:
+    @operation("remove_item")
+    def delete(self, _body: dict[str, Any], headers: dict[str, Any], order_id: Any, sku: str) -> Any:
         """Remove an item"""
-        return _run(handlers.RemoveItem(str(order_id), sku))
+        return _run(handlers.RemoveItem(str(order_id), sku), headers)
 
 
 @blp.route("/orders/<uuid:order_id>/payments")
 class Payments(MethodView):
     @blp.arguments(PayOrderSchema())
+    @blp.arguments(ConditionalCommandHeaders(), **HEADERS)
     @blp.response(200, CommandOutcomeSchema, headers=ETAG_HEADER)
-    @blp.doc(**IF_MATCH)
     @_alt_responses
-    def post(self, data: dict[str, Any], order_id: Any) -> Any:
+    @operation("pay_order")
+    def post(self, data: dict[str, Any], headers: dict[str, Any], order_id: Any) -> Any:
         """Pay the order (the amount must equal its total)"""
-        return _run(handlers.PayOrder(str(order_id), data["amount"], data["reference"]))
+        return _run(handlers.PayOrder(str(order_id), data["amount"], data["reference"]), headers)
 
 
 @blp.route("/orders/<uuid:order_id>/shipments")
 class Shipments(MethodView):
     @blp.arguments(ShipOrderSchema())
+    @blp.arguments(ConditionalCommandHeaders(), **HEADERS)
     @blp.response(200, CommandOutcomeSchema, headers=ETAG_HEADER)
-    @blp.doc(**IF_MATCH)
     @_alt_responses
-    def post(self, data: dict[str, Any], order_id: Any) -> Any:
+    @operation("ship_order")
+    def post(self, data: dict[str, Any], headers: dict[str, Any], order_id: Any) -> Any:
         """Ship a paid order"""
-        return _run(handlers.ShipOrder(str(order_id), data["carrier"], data["tracking_number"], data["service_level"]))
+        cmd = handlers.ShipOrder(str(order_id), data["carrier"], data["tracking_number"], data["service_level"])
+        return _run(cmd, headers)
 
 
 @blp.route("/orders/<uuid:order_id>/delivery")
 class Delivery(MethodView):
+    @blp.arguments(EmptySchema(), required=False)
+    @blp.arguments(ConditionalCommandHeaders(), **HEADERS)
     @blp.response(200, CommandOutcomeSchema, headers=ETAG_HEADER)
-    @blp.doc(**IF_MATCH)
     @_alt_responses
-    def post(self, order_id: Any) -> Any:
+    @operation("deliver_order")
+    def post(self, _body: dict[str, Any], headers: dict[str, Any], order_id: Any) -> Any:
         """Record that a shipped order was delivered"""
-        return _run(handlers.DeliverOrder(str(order_id)))
+        return _run(handlers.DeliverOrder(str(order_id)), headers)
 
 
 @blp.route("/orders/<uuid:order_id>/cancellation")
 class Cancellation(MethodView):
     @blp.arguments(CancelOrderSchema())
+    @blp.arguments(ConditionalCommandHeaders(), **HEADERS)
     @blp.response(200, CommandOutcomeSchema, headers=ETAG_HEADER)
-    @blp.doc(**IF_MATCH)
     @_alt_responses
-    def post(self, data: dict[str, Any], order_id: Any) -> Any:
+    @operation("cancel_order")
+    def post(self, data: dict[str, Any], headers: dict[str, Any], order_id: Any) -> Any:
         """Cancel a pending or paid order (a paid one records a refund)"""
-        return _run(handlers.CancelOrder(str(order_id), data["reason"]))
+        return _run(handlers.CancelOrder(str(order_id), data["reason"]), headers)
 
 
 STATUS_OF: dict[type[Exception], int] = {
@@ -184,14 +205,21 @@ STATUS_OF: dict[type[Exception], int] = {
     OrderNotFound: 404,
     ItemNotFound: 404,
     InvalidTransition: 409,
+    LimitExceeded: 422,
     ConcurrencyError: 409,
     VersionMismatch: 412,
     InvalidAmount: 422,
 }
 
 
+def status_of(exc: Exception) -> int:
+    """The status of a refusal: its own class's, or the nearest ancestor's in the table (so a new
+    subclass of a known error answers as its parent does, never a 500)."""
+    return next(STATUS_OF[cls] for cls in type(exc).__mro__ if cls in STATUS_OF)
+
+
 def _refusal(exc: Exception) -> Response:
-    status = STATUS_OF[type(exc)]
+    status = status_of(exc)
     if isinstance(exc, ConcurrencyError) and request.headers.get("If-Match"):
         status = 412
     return problem(status, str(exc))

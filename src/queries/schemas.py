@@ -5,6 +5,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.api import ResponseSchema
+
 STATUSES = ["pending", "paid", "shipped", "delivered", "cancelled"]
 
 
@@ -13,20 +15,20 @@ class OrderFilterSchema(ma.Schema):
     customer_id = ma.fields.String(validate=validate.Length(1, 64))
 
 
-class ItemSchema(ma.Schema):
+class ItemSchema(ResponseSchema):
     sku = ma.fields.String(required=True)
     quantity = ma.fields.Integer(required=True)
     unit_price = ma.fields.String(required=True, metadata={"example": "9.99"})
     line_total = ma.fields.String(required=True, metadata={"example": "19.98"})
 
 
-class ShipmentSchema(ma.Schema):
+class ShipmentSchema(ResponseSchema):
     carrier = ma.fields.String(required=True)
     tracking_number = ma.fields.String(required=True)
     service_level = ma.fields.String(required=True)
 
 
-class OrderSummarySchema(ma.Schema):
+class OrderSummarySchema(ResponseSchema):
     order_id = ma.fields.UUID(required=True)
     customer_id = ma.fields.String(required=True)
     status = ma.fields.String(required=True, validate=validate.OneOf(STATUSES))

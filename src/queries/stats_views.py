@@ -7,9 +7,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
+from app.api import Blueprint, ResponseSchema, operation
 from app.money import ISO_4217
 from app.problems import problem_responses
 from app.web import engine
@@ -26,7 +26,7 @@ class SalesArgsSchema(ma.Schema):
     currency = ma.fields.String(validate=ma.validate.OneOf(sorted(ISO_4217)))
 
 
-class DaySchema(ma.Schema):
+class DaySchema(ResponseSchema):
     day = ma.fields.Date(required=True)
     currency = ma.fields.String(required=True)
     orders = ma.fields.Integer(required=True, metadata={"description": "orders placed that day"})
@@ -35,7 +35,7 @@ class DaySchema(ma.Schema):
     net = ma.fields.String(required=True)
 
 
-class CurrencyStatsSchema(ma.Schema):
+class CurrencyStatsSchema(ResponseSchema):
     currency = ma.fields.String(required=True)
     orders = ma.fields.Integer(required=True)
     paid_orders = ma.fields.Integer(required=True)
@@ -44,7 +44,7 @@ class CurrencyStatsSchema(ma.Schema):
     last_order_at = ma.fields.DateTime(required=True)
 
 
-class CustomerStatsSchema(ma.Schema):
+class CustomerStatsSchema(ResponseSchema):
     customer_id = ma.fields.String(required=True)
     orders = ma.fields.Integer(required=True)
     by_currency = ma.fields.List(ma.fields.Nested(CurrencyStatsSchema), required=True)
@@ -54,6 +54,7 @@ class CustomerStatsSchema(ma.Schema):
 class Sales(MethodView):
     @blp.arguments(SalesArgsSchema(), location="query")
     @blp.response(200, DaySchema(many=True))
+    @operation("get_sales_stats")
     def get(self, args: dict[str, Any]) -> Any:
         """Orders, revenue and refunds per day and currency"""
         end = args.get("to") or datetime.now(UTC).date()
@@ -69,6 +70,7 @@ class Sales(MethodView):
 class CustomerStats(MethodView):
     @blp.response(200, CustomerStatsSchema)
     @problem_responses(blp, {404: "no orders from this customer (yet)"})
+    @operation("get_customer_stats")
     def get(self, customer_id: str) -> Any:
         """A customer's order count and lifetime value, per currency"""
         with engine().connect() as conn:

@@ -6,13 +6,15 @@ from typing import Any
 
 import marshmallow as ma
 import orjson
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from werkzeug.exceptions import NotFound, PreconditionFailed
 
+from app.api import Blueprint, operation
+from app.conditions import EntityTags, EntityTagsField, describe
 from app.problems import problem_responses
-from app.web import engine, settings
+from app.web import engine, settings, waiting_slot
 from queries import orders
 from queries.schemas import OrderFilterSchema, OrderSchema, OrderSummarySchema
 
@@ -38,6 +40,7 @@ class OrderList(MethodView):
     @blp.arguments(OrderFilterSchema(), location="query")
     @blp.response(200, OrderSummarySchema(many=True))
     @blp.paginate()
+    @operation("list_orders")
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
         """List orders, newest first"""
         with engine().connect() as conn:
@@ -62,24 +65,22 @@ class DetailArgsSchema(ma.Schema):
     )
 
 
-CONDITIONS = {
-    "parameters": [
-        {
-            "in": "header",
-            "name": "If-None-Match",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": 'an ETag read before, e.g. "3": 304 without a body while the order is still at it',
-        },
-        {
-            "in": "header",
-            "name": "If-Match",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": 'an ETag, e.g. "3": 412 unless the order is shown at that version',
-        },
-    ]
-}
+class ConditionalReadHeaders(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    if_none_match = EntityTagsField(
+        data_key="If-None-Match",
+        metadata={"description": 'an ETag read before, e.g. "3": 304 without a body while the order is still at '
+                  "it (weak comparison: W/\"3\" too)"},
+    )  # fmt: skip
+    if_match = EntityTagsField(
+        data_key="If-Match",
+        metadata={"description": 'an ETag, e.g. "3": 412 unless the order is shown at that version (strong '
+                  "comparison)"},
+    )  # fmt: skip
+
+
 DETAIL_ERRORS = {
     404: "the projection has no such order (yet)",
     409: "not yet at min_version",
@@ -90,29 +91,43 @@ DETAIL_ERRORS = {
 @blp.route("/orders/<uuid:order_id>")
 class OrderDetail(MethodView):
     @blp.arguments(DetailArgsSchema(), location="query")
+    @blp.arguments(ConditionalReadHeaders(), location="headers", error_status_code=400)
     @blp.response(200, OrderSchema, headers=VERSION_HEADERS)
     @blp.alt_response(304, description="Not Modified: If-None-Match names the version shown")
     @problem_responses(blp, DETAIL_ERRORS)
-    @blp.doc(**CONDITIONS)
-    def get(self, args: dict[str, Any], order_id: Any) -> Any:
+    @operation("get_order")
+    def get(self, args: dict[str, Any], headers: dict[str, Any], order_id: Any) -> Any:
         """Show one order
 
         The order's version is its ETag, the same one commands answer with and accept in If-Match:
         read, then change with `If-Match` set to what you read.
         """
-        try:
-            order = orders.get_order_at_least(engine(), str(order_id), args.get("min_version"), settings().read_wait_ms)
-        except orders.NotYetProjected as exc:
-            extensions = {"wanted_version": exc.wanted, "projected_version": exc.projected}
-            abort(409, message=str(exc), headers={"Retry-After": "1"}, extensions=extensions)
+        order = _order_at_least(str(order_id), args.get("min_version"))
         if order is None:
             raise NotFound(f"no order {order_id} (a new order appears once the projector has applied it)")
         # get_order shapes the document as OrderSchema shows it (a test compares the two), so it is
         # encoded once here rather than dumped field by field and hashed again for an ETag.
-        version = str(order["version"])
-        if request.if_match and not request.if_match.contains(version):  # strong comparison (RFC 9110)
-            raise PreconditionFailed(f"the order is shown at version {version}, not {request.headers['If-Match']}")
-        headers = {"X-Projection-Version": version, "ETag": f'"{version}"'}
-        if request.if_none_match.contains_weak(version):
-            return Response(status=304, headers=headers)
-        return Response(orjson.dumps(order), headers=headers, mimetype="application/json")
+        version = order["version"]
+        if_match: EntityTags | None = headers.get("if_match")
+        if if_match is not None and not if_match.matches_strongly(version):
+            raise PreconditionFailed(f"the order is shown at version {version}, not {describe(if_match)}")
+        etag = {"X-Projection-Version": str(version), "ETag": f'"{version}"'}
+        if_none_match: EntityTags | None = headers.get("if_none_match")
+        if if_none_match is not None and if_none_match.matches_weakly(version):
+            return Response(status=304, headers=etag)
+        return Response(orjson.dumps(order), headers=etag, mimetype="application/json")
+
+
+def _order_at_least(order_id: str, min_version: int | None) -> dict[str, Any] | None:
+    """Read your writes, at a bounded cost: a read that has to wait holds a thread for up to
+    ORDERSTREAM_READ_WAIT_MS, so only ORDERSTREAM_MAX_WAITING_READS of them wait at once in a web
+    process (the others, and everything else, keep a thread); beyond that a read looks once."""
+    with waiting_slot() as may_wait:
+        wait_ms = settings().read_wait_ms if may_wait else 0
+        try:
+            return orders.get_order_at_least(engine(), order_id, min_version, wait_ms)
+        except orders.NotYetProjected as exc:
+            extensions = {"wanted_version": exc.wanted, "projected_version": exc.projected}
+            detail = str(exc) if may_wait else f"{exc} (too many reads are waiting now: this one did not wait)"
+            abort(409, message=detail, headers={"Retry-After": "1"}, extensions=extensions)
+            raise  # abort raised already

@@ -1,7 +1,7 @@
 """Operator endpoints under /admin: dead letters, background jobs, projections and rebuilds, the
 relay and the streams, and one page that shows it all at a glance. Every one needs an admin token."""
 
-from flask_smorest import Blueprint
+from app.api import Blueprint
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/admin", description="Operating orderstream", template_folder="templates"

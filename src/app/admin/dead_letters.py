@@ -14,14 +14,16 @@ from werkzeug.exceptions import NotFound
 
 from app.admin import blp
 from app.admin.jobs import JobSchema, _job
+from app.api import ResponseSchema, operation
 from app.problems import problem_responses
+from app.validation import EmptySchema, StrictSchema
 from app.web import engine, redis_client, request_ids, settings
 from workers import deadletters
 
 STATUSES = ["open", "redriven", "discarded"]
 
 
-class DeadLetterSchema(ma.Schema):
+class DeadLetterSchema(ResponseSchema):
     id = ma.fields.Integer(required=True)
     projection = ma.fields.String(required=True)
     stream_key = ma.fields.String(required=True)
@@ -44,7 +46,7 @@ class DeadLetterFilterSchema(ma.Schema):
     status = ma.fields.String(validate=ma.validate.OneOf(STATUSES))
 
 
-class DiscardSchema(ma.Schema):
+class DiscardSchema(StrictSchema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(1, 500))
 
 
@@ -64,6 +66,7 @@ class DeadLetters(MethodView):
     @blp.arguments(DeadLetterFilterSchema(), location="query")
     @blp.response(200, DeadLetterSchema(many=True))
     @blp.paginate()
+    @operation("list_dead_letters")
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
         """List dead letters, newest first"""
         where = "WHERE status = :status" if filters.get("status") else ""
@@ -83,6 +86,7 @@ class DeadLetters(MethodView):
 class DeadLetter(MethodView):
     @blp.response(200, DeadLetterSchema)
     @problem_responses(blp, {404: "no such dead letter"})
+    @operation("get_dead_letter")
     def get(self, letter_id: int) -> Any:
         """Show one dead letter"""
         return _letter(letter_id)
@@ -90,10 +94,12 @@ class DeadLetter(MethodView):
 
 @blp.route("/dead-letters/<int:letter_id>/redrive")
 class Redrive(MethodView):
+    @blp.arguments(EmptySchema(), required=False)
     @blp.response(202, JobSchema)
     @problem_responses(blp, {404: "no such dead letter"})
     @problem_responses(blp, {409: "the dead letter is not open"})
-    def post(self, letter_id: int) -> Any:
+    @operation("redrive_dead_letter")
+    def post(self, _body: dict[str, Any], letter_id: int) -> Any:
         """Re-process a dead letter in the background (an rq job, visible in rq-dashboard)"""
         letter = _letter(letter_id)
         if letter["status"] != "open":
@@ -123,6 +129,7 @@ class Discard(MethodView):
     @blp.response(200, DeadLetterSchema)
     @problem_responses(blp, {404: "no such dead letter"})
     @problem_responses(blp, {409: "the dead letter is not open"})
+    @operation("discard_dead_letter")
     def post(self, data: dict[str, Any], letter_id: int) -> Any:
         """Give up on a dead letter; the record and the reason are kept"""
         letter = _letter(letter_id)

@@ -12,11 +12,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from app.admin import blp
+from app.api import ResponseSchema, operation
 from app.problems import problem_responses
 from app.web import redis_client
 
 
-class JobSchema(ma.Schema):
+class JobSchema(ResponseSchema):
     job_id = ma.fields.String(required=True)
     status = ma.fields.String(required=True)
     status_url = ma.fields.String(required=True)
@@ -30,6 +31,7 @@ class JobSchema(ma.Schema):
 class BackgroundJob(MethodView):
     @blp.response(200, JobSchema)
     @problem_responses(blp, {404: "no such job"})
+    @operation("get_job")
     def get(self, job_id: str) -> Any:
         """Show a background job's status, result and progress"""
         try:

@@ -18,12 +18,14 @@ from werkzeug.exceptions import NotFound
 from app.admin import blp
 from app.admin.jobs import JobSchema, _job
 from app.admin.status import streams_status
+from app.api import ResponseSchema, operation
 from app.problems import problem_responses
+from app.validation import EmptySchema
 from app.web import engine, redis_client, request_ids, settings
 from queries.projections import PROJECTIONS
 
 
-class RebuildSchema(ma.Schema):
+class RebuildSchema(ResponseSchema):
     id = ma.fields.Integer(required=True)
     status = ma.fields.String(required=True)
     job_id = ma.fields.String(allow_none=True)
@@ -36,7 +38,7 @@ class RebuildSchema(ma.Schema):
     error = ma.fields.String(allow_none=True)
 
 
-class ProjectionSchema(ma.Schema):
+class ProjectionSchema(ResponseSchema):
     name = ma.fields.String(required=True)
     consumer_group = ma.fields.String(required=True)
     tables = ma.fields.List(ma.fields.String(), required=True)
@@ -55,6 +57,7 @@ _REBUILD_COLUMNS = ", ".join(RebuildSchema().fields)
 @blp.route("/projections")
 class Projections(MethodView):
     @blp.response(200, ProjectionSchema(many=True))
+    @operation("list_projections")
     def get(self) -> Any:
         """Each projection: its consumer group, how far it got, and its latest rebuild"""
         return projection_states()
@@ -95,10 +98,12 @@ def projection_states() -> list[dict[str, Any]]:
 
 @blp.route("/projections/<string:name>/rebuild")
 class Rebuild(MethodView):
+    @blp.arguments(EmptySchema(), required=False)
     @blp.response(202, JobSchema)
     @problem_responses(blp, {404: "no such projection"})
     @problem_responses(blp, {409: "a rebuild of this projection is already under way"})
-    def post(self, name: str) -> Any:
+    @operation("rebuild_projection")
+    def post(self, _body: dict[str, Any], name: str) -> Any:
         """Rebuild a projection from the event store in the background (shadow tables, then an atomic swap)"""
         if name not in PROJECTIONS:
             raise NotFound(f"no projection {name!r}; there are {', '.join(PROJECTIONS)}")

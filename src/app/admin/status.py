@@ -10,19 +10,20 @@ from flask.views import MethodView
 from sqlalchemy import text
 
 from app.admin import blp
+from app.api import ResponseSchema, operation
 from app.streams import stream_keys
 from app.web import engine, settings, streams_redis
 from workers.relay import current_leader
 from workers.retention import stream_status
 
 
-class ConsumerSchema(ma.Schema):
+class ConsumerSchema(ResponseSchema):
     name = ma.fields.String(required=True)
     pending = ma.fields.Integer(required=True)
     idle_ms = ma.fields.Integer(required=True)
 
 
-class GroupSchema(ma.Schema):
+class GroupSchema(ResponseSchema):
     name = ma.fields.String(required=True)
     consumers = ma.fields.List(ma.fields.Nested(ConsumerSchema), required=True)
     pending = ma.fields.Integer(required=True)
@@ -31,14 +32,14 @@ class GroupSchema(ma.Schema):
     oldest_unprocessed_age_s = ma.fields.Float(required=True)
 
 
-class StreamSchema(ma.Schema):
+class StreamSchema(ResponseSchema):
     key = ma.fields.String(required=True)
     length = ma.fields.Integer(required=True)
     last_entry_id = ma.fields.String(allow_none=True)
     groups = ma.fields.List(ma.fields.Nested(GroupSchema), required=True)
 
 
-class RelaySchema(ma.Schema):
+class RelaySchema(ResponseSchema):
     leader = ma.fields.String(allow_none=True, metadata={"description": "the relay holding the leader lock"})
     backlog = ma.fields.Integer(required=True, metadata={"description": "committed events not yet published"})
     retained = ma.fields.Integer(
@@ -73,6 +74,7 @@ def relay_status() -> dict[str, Any]:
 @blp.route("/streams")
 class Streams(MethodView):
     @blp.response(200, StreamSchema(many=True))
+    @operation("list_streams")
     def get(self) -> Any:
         """Each partition stream: length, consumer groups, consumers, pending, lag, oldest pending age"""
         return streams_status()
@@ -81,6 +83,7 @@ class Streams(MethodView):
 @blp.route("/relay")
 class RelayStatus(MethodView):
     @blp.response(200, RelaySchema)
+    @operation("get_relay")
     def get(self) -> Any:
         """The relay: who leads, and the outbox backlog"""
         return relay_status()
@@ -89,6 +92,7 @@ class RelayStatus(MethodView):
 @blp.route("")
 class Overview(MethodView):
     @blp.doc(responses={200: {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}})
+    @operation("admin_page")
     def get(self) -> Any:
         """The same at a glance, as a page for people"""
         from app.admin.projections import projection_states

@@ -1,0 +1,166 @@
+"""/metrics as Prometheus reads it: exposition it accepts, label values from closed sets only, series
+that exist before their first event, and no stale gauge from a process that has exited."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+import uuid
+from collections.abc import Iterator
+from email.message import Message
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.events import EVENT_TYPES
+from app.metrics import METHODS
+from queries.projections import PROJECTIONS
+from tests.support import Env, api_client, wait_for, web_server, workers
+from tests.test_api import ORDER
+
+PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
+needs_prometheus = pytest.mark.skipif(
+    PROMETHEUS is None or PROMTOOL is None,
+    reason="no Prometheus installed (apt-get install prometheus; .ci/run installs it)",
+)
+
+
+@pytest.fixture
+def metrics_env(fresh_env: Env, tmp_path: Path) -> dict[str, str]:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory), "ORDERSTREAM_RETENTION_INTERVAL_MS": "100"}
+
+
+def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            yield sample.name, sample.labels, sample.value
+
+
+def test_label_values_come_from_closed_sets_whatever_clients_send(app: Flask) -> None:
+    client = api_client(app)
+    for n in range(30):
+        client.open(f"/orders/{uuid.uuid4()}/weird-{n}", method=f"FOO{n}")
+        client.open(f"/no-such-{n}", method="GET")
+        client.open("/orders", method=f"PROPFIND{n}")
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "FOO" not in text and "PROPFIND" not in text and "weird" not in text and "no-such" not in text
+    rules = {rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}
+    closed = {
+        "method": METHODS | {"other"},
+        "endpoint": rules,
+        "status": {str(s.value) for s in HTTPStatus},
+        "type": set(EVENT_TYPES),
+        "projection": set(PROJECTIONS),
+        "group": set(PROJECTIONS),
+    }
+    seen = 0
+    for name, labels, _value in samples(text):
+        if not name.startswith("orderstream_"):
+            continue
+        for label, value in labels.items():
+            if label != "le":
+                assert value in closed[label], (name, label, value)
+                seen += 1
+    assert seen > 10
+
+
+def test_the_exposition_is_what_prometheus_expects(app: Flask) -> None:
+    response = app.test_client().get("/metrics")
+    header = Message()
+    header["Content-Type"] = response.headers["Content-Type"]
+    params = [key for key, _ in header.get_params()[1:]]
+    assert header.get_content_type() == "text/plain" and sorted(params) == sorted(set(params)) == ["charset", "version"]
+    assert header.get_param("version") == "0.0.4" and header.get_param("charset") == "utf-8"
+    if PROMTOOL:  # its lint of names, types and help texts
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=response.data, capture_output=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_counters_of_known_label_sets_exist_at_zero_before_their_first_event(
+    fresh_env: Env, metrics_env: dict[str, str]
+) -> None:
+    with web_server(fresh_env, **metrics_env) as base:
+        text = requests.get(f"{base}/metrics", timeout=5).text
+    values = {(name, tuple(sorted(labels.items()))): value for name, labels, value in samples(text)}
+    for projection in PROJECTIONS:
+        assert values[("orderstream_dead_letters_total", (("projection", projection),))] == 0
+        assert values[("orderstream_events_applied_total", (("projection", projection),))] == 0
+    for event_type in EVENT_TYPES:
+        assert values[("orderstream_events_appended_total", (("type", event_type),))] == 0
+
+
+def test_gauges_of_processes_that_exited_are_dropped_counters_kept(fresh_env: Env, metrics_env: dict[str, str]) -> None:
+    """A killed relay's lag gauges and a finished rebuild's progress (its rq work-horse exited) stop
+    being reported; what they counted stays counted."""
+    token = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
+    with web_server(fresh_env, **metrics_env) as base, workers(fresh_env, ("projector",), **metrics_env):
+
+        def scrape() -> dict[str, float]:
+            text = requests.get(f"{base}/metrics", timeout=5).text
+            return {name + str(sorted(labels.items())): value for name, labels, value in samples(text)}
+
+        with workers(fresh_env, ("relay",), **metrics_env) as (relay,):
+            for _ in range(3):
+                assert requests.post(f"{base}/orders", json=ORDER, headers=token, timeout=5).status_code == 201
+            lag = "orderstream_consumer_lag_events[('group', 'order_summaries')]"  # only the relay leader sets it
+            wait_for(lambda: scrape().get("orderstream_events_published_total[]") == 3, what="the relay's metrics")
+            wait_for(lambda: lag in scrape(), what="the relay's lag report")
+            relay.kill()
+        after = scrape()
+        assert lag not in after  # the dead relay's gauge is gone...
+        assert after["orderstream_events_published_total[]"] == 3  # ...what it published is still counted
+
+        rebuild = requests.post(f"{base}/admin/projections/order_summaries/rebuild", headers=token, timeout=5).json()
+        with workers(fresh_env, ("rqworker",), **metrics_env):
+            wait_for(lambda: requests.get(base + rebuild["status_url"], headers=token, timeout=5).json()["status"]
+                     == "finished", timeout=60, what="the rebuild")  # fmt: skip
+            progress = "orderstream_rebuild_progress_ratio[('projection', 'order_summaries')]"
+            wait_for(lambda: progress not in scrape(), timeout=10, what="the finished rebuild's gauge to go")
+
+
+@needs_prometheus
+def test_a_real_prometheus_scrapes_it(fresh_env: Env, metrics_env: dict[str, str], tmp_path: Path) -> None:
+    with web_server(fresh_env, **metrics_env) as base:
+        config = tmp_path / "prometheus.yml"
+        config.write_text(textwrap.dedent(f"""\
+            global: {{scrape_interval: 1s}}
+            scrape_configs:
+              - job_name: orderstream
+                static_configs: [{{targets: ["{base.removeprefix('http://')}"]}}]
+            """))  # fmt: skip
+        assert subprocess.run([PROMTOOL or "", "check", "config", str(config)], capture_output=True).returncode == 0
+        from app.embedded import free_port
+
+        port = free_port()
+        server = subprocess.Popen(
+            [PROMETHEUS or "", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            api = f"http://127.0.0.1:{port}/api/v1"
+
+            def target() -> dict[str, object] | None:
+                try:
+                    active = requests.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+                except (requests.RequestException, ValueError):
+                    return None
+                return active[0] if active and active[0]["health"] != "unknown" else None
+
+            scraped = wait_for(target, timeout=30, interval=0.5, what="Prometheus to scrape the service")
+            assert scraped["health"] == "up", scraped.get("lastError")
+            query = 'orderstream_dead_letters_total{projection="order_summaries"}'
+            result = wait_for(lambda: requests.get(f"{api}/query", params={"query": query}, timeout=2).json()["data"]
+                              ["result"], timeout=15, interval=0.5, what="the dead-letter counter")  # fmt: skip
+            assert result[0]["value"][1] == "0"
+        finally:
+            server.terminate()
+            server.wait(20)
