@@ -81,6 +81,7 @@ class Env:
             "ORDERSTREAM_KEY_PREFIX": self.settings.key_prefix,
             "ORDERSTREAM_CONSUMER_BLOCK_MS": str(self.settings.consumer_block_ms),
             "ORDERSTREAM_CLAIM_IDLE_MS": str(self.settings.claim_idle_ms),
+            "ORDERSTREAM_CONSUMER_HEARTBEAT_MS": str(self.settings.consumer_heartbeat_ms),
             "ORDERSTREAM_MAX_DELIVERIES": str(self.settings.max_deliveries),
             "ORDERSTREAM_RETENTION_INTERVAL_MS": str(self.settings.retention_interval_ms),
             "ORDERSTREAM_RQ_QUEUE": self.settings.rq_queue,

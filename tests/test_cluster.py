@@ -7,8 +7,10 @@ projection ends equal to a rebuild from the log.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,11 +21,13 @@ import redis
 from app.config import Settings
 from app.embedded import free_port
 from app.factory import create_app
-from app.streams import stream_keys
+from app.streams import encode_entry, stream_key_for, stream_keys
 from tests.faults import REDIS_SERVER
 from tests.projections import rebuilt, snapshot
 from tests.support import Env, api_client, isolated_env, wait_for, workers
 from tests.test_api import ORDER
+from tests.test_projector import write_history
+from tests.test_takeover import NO_IDLE_CLAIM, TAKEOVER_S, group_consumers, pending_ids, read_as
 
 REDIS_CLI = REDIS_SERVER.parent / "redis-cli"
 
@@ -115,3 +119,29 @@ def test_streams_and_groups_run_unchanged_on_redis_cluster(cluster_env: Env, clu
     assert snapshot(env) == rebuilt(env)
     on_nodes = {nodes.get_node_from_key(key).port for key in keys if nodes.exists(key)}
     assert len(on_nodes) >= 2  # the streams really live on more than one node
+
+
+def test_a_dead_consumers_entries_are_taken_over_on_redis_cluster(cluster_env: Env, cluster: list[int]) -> None:
+    """Heartbeat keys, XCLAIM and the removal of the dead name work with the streams and the heartbeat
+    keys on different nodes. (The test publishes the entries itself: the relay's pipelined script is
+    not supported by redis-py's cluster pipeline.)"""
+    env = cluster_env
+    nodes = redis.RedisCluster(host="127.0.0.1", port=cluster[0])
+    pair = (("projector", "--name", "victim"), ("projector", "--name", "survivor"))
+    with workers(env, *pair, **NO_IDLE_CLAIM) as (victim, survivor):
+        wait_for(lambda: group_consumers(env, nodes) == {"victim", "survivor"}, what="both projectors to join")
+        survivor.proc.send_signal(signal.SIGSTOP)  # the new entries are left for the victim's name
+        try:
+            victim.kill()
+            for event in [e for _ in range(10) for e in write_history(env, str(uuid.uuid4()), 3)]:
+                key = stream_key_for(env.settings.key_prefix, env.settings.stream_partitions, event.stream_id)
+                nodes.xadd(key, encode_entry(event))  # type: ignore[arg-type]
+            read_as(env, "victim", count=20, client=nodes)
+        finally:
+            survivor.proc.send_signal(signal.SIGCONT)
+        assert pending_ids(env, "victim", nodes)
+        wait_for(lambda: not pending_ids(env, "victim", nodes), timeout=TAKEOVER_S, what="the survivor to take over")
+        events = env.scalar("SELECT count(*) FROM events")
+        wait_for(lambda: env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events, what="all")
+        wait_for(lambda: group_consumers(env, nodes) == {"survivor"}, timeout=5, what="the dead name to leave")
+    assert snapshot(env) == rebuilt(env)

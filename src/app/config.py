@@ -49,6 +49,9 @@ class Settings:
     consumer_batch_size: int = 500
     consumer_block_ms: int = 1000
     claim_idle_ms: int = 30_000
+    # Each consumer refreshes a Redis key this often (time to live: three times as long); a consumer
+    # whose key is gone is dead, and the others take over its pending entries (workers/liveness.py).
+    consumer_heartbeat_ms: int = 1_000
     max_deliveries: int = 5
     retention_interval_ms: int = 2_000
     rq_queue: str = "orderstream"
@@ -89,6 +92,7 @@ class Settings:
             consumer_batch_size=int(env.get("ORDERSTREAM_CONSUMER_BATCH", "500")),
             consumer_block_ms=int(env.get("ORDERSTREAM_CONSUMER_BLOCK_MS", "1000")),
             claim_idle_ms=int(env.get("ORDERSTREAM_CLAIM_IDLE_MS", "30000")),
+            consumer_heartbeat_ms=int(env.get("ORDERSTREAM_CONSUMER_HEARTBEAT_MS", "1000")),
             max_deliveries=int(env.get("ORDERSTREAM_MAX_DELIVERIES", "5")),
             retention_interval_ms=int(env.get("ORDERSTREAM_RETENTION_INTERVAL_MS", "2000")),
             rq_queue=env.get("ORDERSTREAM_RQ_QUEUE", "orderstream"),

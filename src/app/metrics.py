@@ -58,6 +58,11 @@ CONSUMER_LAG_SECONDS = Gauge(
     multiprocess_mode="livemax",
 )
 DEAD_LETTERS = Counter("orderstream_dead_letters_total", "Entries moved to the dead letters", ["projection"])
+ENTRIES_TAKEN_OVER = Counter(
+    "orderstream_entries_taken_over_total",
+    "Pending entries claimed from consumers whose heartbeat stopped",
+    ["projection"],
+)
 REBUILD_PROGRESS = Gauge(
     "orderstream_rebuild_progress_ratio", "Events done / total of a running rebuild", ["projection"],
     multiprocess_mode="livemax",

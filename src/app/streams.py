@@ -48,6 +48,11 @@ def dead_letter_key(prefix: str) -> str:
     return f"{prefix}:dead-letters"
 
 
+def consumer_key(prefix: str, group: str, consumer: str) -> str:
+    """The key a live consumer of a group keeps refreshing (its heartbeat; workers/liveness.py)."""
+    return f"{prefix}:consumers:{group}:{consumer}"
+
+
 EntryId = tuple[int, int]
 
 

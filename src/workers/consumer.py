@@ -2,8 +2,11 @@
 
 - Entries are applied in one transaction per batch (workers/checkpoints.py) and acknowledged only
   after it committed: a crash before leaves them pending.
-- A restarted consumer first finishes its own pending entries; entries left pending by a consumer
-  that died are claimed by live ones once idle for `claim_idle_ms` (XAUTOCLAIM).
+- A restarted consumer first finishes its own pending entries. Every consumer keeps a heartbeat key
+  alive (workers/liveness.py); the entries of one whose key expired (killed, frozen, cut off) are
+  taken over by the others within seconds, and its name is removed from the group. A consumer that
+  is merely slow keeps its key, and its entries. As a fallback, any entry pending longer than
+  `claim_idle_ms` is claimed by a live consumer (XAUTOCLAIM).
 - A batch is applied set-based (the projection's batch handler). One that fails for a reason other
   than a lost connection is retried entry by entry through the per-event handlers, so one poison
   entry cannot hold back the others. The poison entry stays pending and is claimed again after
@@ -19,6 +22,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from contextlib import suppress
 from typing import Any
 
 import psycopg
@@ -31,10 +35,10 @@ from app.config import Settings
 from app.db import TRANSIENT_DB_ERRORS, pipelined_transaction
 from app.events import RecordedEvent
 from app.logs import event_context
-from app.metrics import DEAD_LETTERS, EVENTS_APPLIED
+from app.metrics import DEAD_LETTERS, ENTRIES_TAKEN_OVER, EVENTS_APPLIED
 from app.projection import Projection
-from app.streams import StreamsClient, dead_letter_key, decode_entry, stream_keys
-from workers import deadletters
+from app.streams import StreamsClient, consumer_key, dead_letter_key, decode_entry, stream_keys
+from workers import deadletters, liveness
 from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay
 
@@ -60,6 +64,8 @@ class ConsumerGroupRunner:
         self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
         self.claim_from = dict.fromkeys(self.keys, "0-0")
         self.next_claim = time.monotonic() + settings.claim_idle_ms / 1000
+        self.next_takeover = 0.0
+        self.watch = liveness.HeartbeatWatch(redis_client, settings.consumer_heartbeat_ms)
         self.catch_up_unknown = False
         self.linger_next = False  # the last batch says events arrive faster than one per round
 
@@ -68,14 +74,29 @@ class ConsumerGroupRunner:
         return self.projection.name
 
     def run(self) -> None:
-        """Finish our own pending entries, then read new ones (and claim stale ones) until stopped."""
+        """Until stopped, with a heartbeat: finish our own pending entries, then read new ones, take
+        over those of dead consumers and claim stale ones."""
+        heartbeat = liveness.Heartbeat(
+            self.redis, self._heartbeat_key(self.consumer), self.settings.consumer_heartbeat_ms
+        )
+        heartbeat.start()
+        try:
+            self._run(heartbeat)
+        finally:  # beating until the last batch is acknowledged: nobody takes it over meanwhile
+            if heartbeat.close():  # (Redis answers: not a stop that waits on an outage)
+                self._leave_group()
+
+    def _run(self, heartbeat: liveness.Heartbeat) -> None:
         backoff = 0.1
         while not self.stop.is_set():
             try:
+                heartbeat.beat()  # before any read: a consumer in the group without its key looks dead
                 self.ensure_groups()
                 self.drain_own_pending()
                 while not self.stop.is_set():
                     self.step()
+                    if time.monotonic() >= self.next_takeover:
+                        self.take_over_dead()
                     if time.monotonic() >= self.next_claim:
                         self.claim_stale()
                         if self.catch_up_unknown:
@@ -172,6 +193,49 @@ class ConsumerGroupRunner:
         handled = self.process(self._read(">", block=self.settings.consumer_block_ms))
         self.linger_next = 1 < handled < self.settings.consumer_batch_size
         return handled
+
+    def take_over_dead(self) -> int:
+        """Claim and apply the pending entries of the group's consumers whose heartbeat stopped, and
+        remove those from the group once they hold nothing; returns how many entries it acknowledged."""
+        self.next_takeover = time.monotonic() + self.settings.consumer_heartbeat_ms / 1000
+        listed = {key: liveness.consumers(self.redis, key, self.group) for key in self.keys}
+        others = {self._heartbeat_key(name): name for names in listed.values() for name in names}
+        others.pop(self._heartbeat_key(self.consumer), None)
+        dead = {others[key] for key in self.watch.dead(others)}
+        return sum(
+            self._take_over(key, name, pending)
+            for key, names in listed.items()
+            for name, pending in sorted(names.items())
+            if name in dead
+        )
+
+    def _take_over(self, key: str, dead: str, pending: int) -> int:
+        handled = 0
+        if pending:
+            log.warning("%s: consumer %s stopped its heartbeat; taking over its %d pending entries of %s",
+                        self.consumer, dead, pending, key)  # fmt: skip
+        while pending and not self.stop.is_set():
+            batch = self.settings.consumer_batch_size
+            # The idle guard: an entry delivered within the last beat was not left behind by the dead.
+            entries = liveness.claim(
+                self.redis, key, self.group, dead, self.consumer, batch, self.settings.consumer_heartbeat_ms
+            )
+            ENTRIES_TAKEN_OVER.labels(self.group).inc(len(entries))
+            handled += self.process([(key, entries)])
+            if len(entries) < batch:
+                break
+        if liveness.retire(self.redis, key, self.group, dead):
+            log.info("%s: removed dead consumer %s from group %s of %s", self.consumer, dead, self.group, key)
+        return handled
+
+    def _heartbeat_key(self, consumer: str) -> str:
+        return consumer_key(self.settings.key_prefix, self.group, consumer)
+
+    def _leave_group(self) -> None:
+        """After a clean stop, take our name off every stream's group if we hold nothing pending."""
+        for key in self.keys:
+            with suppress(redis.RedisError):
+                liveness.retire(self.redis, key, self.group, self.consumer)
 
     def claim_stale(self) -> int:
         """Take over entries pending longer than claim_idle_ms (a dead consumer's, or a failing one)."""

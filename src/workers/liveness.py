@@ -1,0 +1,135 @@
+"""Which consumers of a group are alive: a heartbeat key each, and the takeover of a dead one's entries.
+
+A running consumer refreshes `{prefix}:consumers:{group}:{consumer}` (app.streams.consumer_key) every
+heartbeat interval from a thread of its own, with a time to live of three intervals. The thread does
+not wait for batches, so a consumer that is slow inside one (a lock, a long transaction) stays alive;
+one that is killed, frozen or cut off from Redis stops refreshing, and its key expires.
+
+A consumer is declared dead only when its key is missing at two looks at least one interval apart:
+a Redis restart (or an outage longer than the time to live) also expires keys, and a live consumer's
+thread, which retries every quarter interval after a failure, writes its key again well within an
+interval of Redis answering. The others then claim its pending entries (XCLAIM, which counts a
+delivery like any redelivery), apply them, and remove its name from the group once it holds nothing.
+Every consumer of a deployment must use the same interval (ORDERSTREAM_CONSUMER_HEARTBEAT_MS).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+import redis
+
+from app.streams import StreamsClient
+
+log = logging.getLogger(__name__)
+TTL_IN_BEATS = 3  # a key outlives two missed beats
+WARN_EVERY_S = 30.0
+# XGROUP DELCONSUMER throws away the consumer's pending entries: remove it only if it has none,
+# checked in the same atomic step (it might read new entries between a check and a delete otherwise).
+RETIRE_IF_IDLE = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class Heartbeat:
+    """A daemon thread that keeps one consumer's key alive until closed."""
+
+    def __init__(self, client: StreamsClient, key: str, interval_ms: int) -> None:
+        self.client, self.key, self.interval_ms = client, key, interval_ms
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat {key}", daemon=True)
+        self.warned_at = 0.0
+
+    def beat(self) -> None:
+        """Refresh the key now; raises what Redis raises. Its value is the time of the beat (ms)."""
+        self.client.set(self.key, int(time.time() * 1000), px=TTL_IN_BEATS * self.interval_ms)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> bool:
+        """Stop beating and delete the key (after a clean stop nobody waits for it to expire);
+        False if Redis could not be told."""
+        self.closed.set()
+        self.thread.join(5)
+        try:
+            self.client.delete(self.key)
+        except redis.RedisError:
+            return False
+        return True
+
+    def _run(self) -> None:
+        wait = self.interval_ms / 1000
+        while not self.closed.wait(wait):
+            try:
+                self.beat()
+                wait = self.interval_ms / 1000
+            except Exception as exc:  # retried soon: back within a fraction of the others' patience
+                wait = self.interval_ms / 4000
+                if time.monotonic() - self.warned_at > WARN_EVERY_S:
+                    self.warned_at = time.monotonic()
+                    log.warning("heartbeat %s failed (%r); retrying", self.key, exc)
+
+
+class HeartbeatWatch:
+    """Remembers since when other consumers' keys are missing, to tell which ones are dead."""
+
+    def __init__(self, client: StreamsClient, interval_ms: int) -> None:
+        self.client, self.interval_s = client, interval_ms / 1000
+        self.missing_since: dict[str, float] = {}
+
+    def dead(self, heartbeat_keys: Iterable[str]) -> set[str]:
+        """Of these heartbeat keys, the ones missing now and at a look at least an interval ago."""
+        keys = sorted(set(heartbeat_keys))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        found = pipe.execute() if keys else []
+        now = time.monotonic()
+        self.missing_since = {
+            key: self.missing_since.get(key, now) for key, n in zip(keys, found, strict=True) if not n
+        }
+        return {key for key, since in self.missing_since.items() if now - since >= self.interval_s}
+
+
+def consumers(client: StreamsClient, key: str, group: str) -> dict[str, int]:
+    """The group's consumers on one stream, with how many entries each holds pending (a missing
+    group raises NOGROUP, which the runner answers by creating it again)."""
+    try:
+        found = client.xinfo_consumers(key, group)
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc).lower():  # Redis lost the stream: no consumer to take over from
+            return {}
+        raise
+    return {_text(c["name"]): int(c["pending"]) for c in found}
+
+
+def claim(
+    client: StreamsClient, key: str, group: str, dead: str, me: str, count: int, min_idle_ms: int
+) -> list[tuple[Any, Any]]:
+    """Up to `count` of a dead consumer's pending entries on one stream, claimed for `me`: (id, fields).
+
+    The idle guard leaves alone an entry that someone delivered or claimed within `min_idle_ms`
+    (another consumer that saw the same death and was faster, or the consumer itself, alive after all)."""
+    pending = client.xpending_range(key, group, min="-", max="+", count=count, consumername=dead)
+    if not pending:
+        return []
+    ids: list[Any] = [entry["message_id"] for entry in pending]
+    claimed = cast(list[tuple[Any, Any]], client.xclaim(key, group, me, min_idle_ms, ids))  # not justid
+    # Redis 6.2 answers nil for an entry deleted from the stream meanwhile (7 drops it from the PEL).
+    return [(entry_id, fields) for entry_id, fields in claimed if entry_id is not None]
+
+
+def retire(client: StreamsClient, key: str, group: str, consumer: str) -> bool:
+    """Remove a consumer from the group if (atomically) it holds no pending entry; True if removed."""
+    return bool(client.eval(RETIRE_IF_IDLE, 1, key, group, consumer))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

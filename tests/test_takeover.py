@@ -1,0 +1,152 @@
+"""A dead consumer's entries are taken over within seconds (heartbeats), a slow one's never.
+
+Every projector here runs with ORDERSTREAM_CLAIM_IDLE_MS at 60 s, so the idle-time fallback
+(XAUTOCLAIM) cannot be what moves an entry during a test: whatever changes hands within seconds was
+taken over because its consumer's heartbeat key expired. Each test ends by comparing the projection
+with a rebuild from the log (nothing lost, nothing applied twice).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from contextlib import suppress
+from decimal import Decimal
+
+import redis
+from sqlalchemy import text
+
+from app import eventstore
+from app.events import ItemAdded
+from app.streams import StreamsClient, consumer_key, stream_keys
+from tests.support import Env, wait_for, workers
+from tests.test_eventstore import META
+from tests.test_faults import assert_exactly_once, pending, write_orders
+from tests.test_projector import write_history
+
+GROUP = "order_summaries"
+NO_IDLE_CLAIM = {"ORDERSTREAM_CLAIM_IDLE_MS": "60000"}
+TAKEOVER_S = 10.0  # heartbeat TTL (3 s) + a look to notice + a look to confirm, with room: far below 60 s
+
+
+def test_a_killed_projectors_entries_are_taken_over_by_a_live_one_within_seconds(fresh_env: Env) -> None:
+    env = fresh_env
+    pair = (("projector", "--name", "victim"), ("projector", "--name", "survivor"))
+    with workers(env, ("relay",)), workers(env, *pair, ORDERSTREAM_CONSUMER_BATCH="5", **NO_IDLE_CLAIM) as procs:
+        victim, survivor = procs
+        wait_for(lambda: group_consumers(env) == {"victim", "survivor"}, what="both projectors to join")
+        write_orders(env, 20)
+        wait_for(lambda: env.scalar("SELECT count(*) FROM order_summaries") > 0, what="projecting")
+        # Whatever the kill leaves pending, make sure the victim holds entries it read and never applied:
+        # the survivor is paused meanwhile, so that the new entries are left for the victim's name.
+        survivor.proc.send_signal(signal.SIGSTOP)
+        try:
+            victim.kill()
+            write_orders(env, 10)
+            wait_for(lambda: env.unpublished() == 0, what="publishing")
+            read_as(env, "victim", count=20)
+        finally:
+            survivor.proc.send_signal(signal.SIGCONT)
+        assert pending(env, "victim") > 0
+        wait_for(lambda: pending(env, "victim") == 0, timeout=TAKEOVER_S, what="the survivor to take over")
+        assert "victim stopped its heartbeat" in survivor.log()
+        assert_exactly_once(env)
+        wait_for(lambda: group_consumers(env) == {"survivor"}, timeout=5, what="the dead name to leave the group")
+
+
+def test_a_projector_restarted_under_a_new_name_takes_over_the_dead_ones_entries(fresh_env: Env) -> None:
+    env = fresh_env
+    with workers(env, ("relay",)):
+        with workers(env, ("projector", "--name", "before"), ORDERSTREAM_CONSUMER_BATCH="5", **NO_IDLE_CLAIM) as (
+            before,
+        ):
+            write_orders(env, 20)
+            wait_for(lambda: env.scalar("SELECT count(*) FROM order_summaries") > 0, what="projecting")
+            before.kill()
+        write_orders(env, 10)
+        wait_for(lambda: env.unpublished() == 0, what="publishing")
+        read_as(env, "before", count=20)  # entries read and never applied, as a kill mid-batch leaves them
+        assert pending(env, "before") > 0
+        with workers(env, ("projector", "--name", "after"), **NO_IDLE_CLAIM) as (after,):
+            wait_for(lambda: pending(env, "before") == 0, timeout=TAKEOVER_S, what="the new process to take over")
+            assert "before stopped its heartbeat" in after.log()
+            assert_exactly_once(env)
+            wait_for(lambda: group_consumers(env) == {"after"}, timeout=5, what="the dead name to leave the group")
+
+
+def test_a_slow_projector_keeps_its_entries_while_its_heartbeat_goes_on(fresh_env: Env) -> None:
+    """Projector "slow" is stuck inside a batch (a transaction of the test holds the checkpoint row the
+    batch must lock) for many heartbeat TTLs; "fast", beside it, applies everything else and leaves
+    the stuck entries where they are. Released, "slow" commits them: each applied once."""
+    env = fresh_env
+    beats = {"ORDERSTREAM_CONSUMER_HEARTBEAT_MS": "200", **NO_IDLE_CLAIM}  # a TTL of 0.6 s
+    blocked = str(uuid.uuid4())
+    with workers(env, ("relay",)), workers(env, ("projector", "--name", "slow"), **beats) as (slow,):
+        write_history(env, blocked, 1)  # OrderCreated, ItemAdded: version 2
+        wait_for(lambda: env.scalar("SELECT count(*) FROM order_summaries") == 1, what="the first order projected")
+        wait_for(lambda: env.unpublished() == 0 and pending(env) == 0, what="its entries acknowledged")
+        with env.engine.connect() as lock:
+            held_lock = lock.begin()
+            lock.execute(
+                text("SELECT 1 FROM projection_checkpoints WHERE projection = :p AND stream_id = :s FOR UPDATE"),
+                {"p": GROUP, "s": blocked},
+            )
+            add_items(env, blocked, after_version=2, count=3)  # slow's next batch must wait for that lock
+            wait_for(lambda: waiting_on_a_lock(env) and len(pending_ids(env, "slow")) == 3, what="slow to block")
+            held = pending_ids(env, "slow")
+            with workers(env, ("projector", "--name", "fast"), **beats) as (fast,):
+                try:
+                    write_orders(env, 10)  # fast applies these meanwhile
+                    wait_for(lambda: env.scalar("SELECT count(*) FROM order_summaries") == 11, what="fast to apply")
+                    deadline = time.monotonic() + 10 * 0.6  # ten heartbeat TTLs, fast looking every 0.2 s
+                    while time.monotonic() < deadline:
+                        assert pending_ids(env, "slow") == held, "a live consumer's entries were taken"
+                        assert env.redis.exists(consumer_key(env.settings.key_prefix, GROUP, "slow"))
+                        assert waiting_on_a_lock(env) and slow.proc.poll() is None
+                        time.sleep(0.05)
+                    assert "stopped its heartbeat" not in fast.log()
+                finally:
+                    held_lock.rollback()  # released: slow's batch goes on
+        assert_exactly_once(env)
+        wait_for(lambda: pending(env) == 0, what="every entry acknowledged")
+
+
+def add_items(env: Env, order_id: str, after_version: int, count: int) -> None:
+    """`count` more ItemAdded events of an existing order, in one transaction."""
+    with env.engine.begin() as conn:
+        for n in range(count):
+            eventstore.append(conn, order_id, after_version + n, [ItemAdded(order_id, "B", 1, Decimal("2.00"))], META)
+
+
+def group_consumers(env: Env, client: StreamsClient | None = None) -> set[str]:
+    """The names in the projection's group, on any partition stream."""
+    names: set[str] = set()
+    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
+        with suppress(redis.ResponseError):  # no stream or group yet
+            names |= {c["name"].decode() for c in (client or env.redis).xinfo_consumers(key, GROUP)}
+    return names
+
+
+def read_as(env: Env, consumer: str, count: int, client: StreamsClient | None = None) -> None:
+    """Deliver new entries to `consumer` (as if it had read them just before dying)."""
+    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):  # one slot per call
+        (client or env.redis).xreadgroup(GROUP, consumer, {key: ">"}, count=count)
+
+
+def pending_ids(env: Env, consumer: str, client: StreamsClient | None = None) -> set[bytes]:
+    """The entries delivered to `consumer` and not acknowledged, on every partition stream."""
+    ids: set[bytes] = set()
+    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
+        pending = (client or env.redis).xpending_range(key, GROUP, "-", "+", 10_000, consumername=consumer)
+        ids |= {entry["message_id"] for entry in pending}
+    return ids
+
+
+def waiting_on_a_lock(env: Env) -> bool:
+    """A session of this database (the slow projector's) waits for a row lock."""
+    return bool(
+        env.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
