@@ -187,18 +187,21 @@ class ConsumerGroupRunner:
         When events arrive faster than one per round (the last batch held several, but did not fill
         the batch size), wait the linger first: the next read then carries more events for the same
         round trips. A batch of one means they arrive slower than we apply them: read at once.
+        An idle read blocks half a heartbeat at most, so that the run loop looks for dead consumers
+        that often (a death is then noticed within half a beat of its key expiring).
         """
         if self.linger_next:
             self.stop.wait(self.settings.batch_linger_ms / 1000)
-        handled = self.process(self._read(">", block=self.settings.consumer_block_ms))
+        block = min(self.settings.consumer_block_ms, max(1, self.settings.consumer_heartbeat_ms // 2))
+        handled = self.process(self._read(">", block=block))
         self.linger_next = 1 < handled < self.settings.consumer_batch_size
         return handled
 
     def take_over_dead(self) -> int:
         """Claim and apply the pending entries of the group's consumers whose heartbeat stopped, and
         remove those from the group once they hold nothing; returns how many entries it acknowledged."""
-        self.next_takeover = time.monotonic() + self.settings.consumer_heartbeat_ms / 1000
-        listed = {key: liveness.consumers(self.redis, key, self.group) for key in self.keys}
+        self.next_takeover = time.monotonic() + self.settings.consumer_heartbeat_ms / 2000
+        listed = liveness.consumers(self.redis, self.keys, self.group)
         others = {self._heartbeat_key(name): name for names in listed.values() for name in names}
         others.pop(self._heartbeat_key(self.consumer), None)
         dead = {others[key] for key in self.watch.dead(others)}

@@ -98,16 +98,20 @@ class HeartbeatWatch:
         return {key for key, since in self.missing_since.items() if now - since >= self.interval_s}
 
 
-def consumers(client: StreamsClient, key: str, group: str) -> dict[str, int]:
-    """The group's consumers on one stream, with how many entries each holds pending (a missing
-    group raises NOGROUP, which the runner answers by creating it again)."""
-    try:
-        found = client.xinfo_consumers(key, group)
-    except redis.ResponseError as exc:
-        if "no such key" in str(exc).lower():  # Redis lost the stream: no consumer to take over from
-            return {}
-        raise
-    return {_text(c["name"]): int(c["pending"]) for c in found}
+def consumers(client: StreamsClient, keys: list[str], group: str) -> dict[str, dict[str, int]]:
+    """Each stream's consumers in the group, with how many entries each holds pending (one round trip).
+    A stream Redis lost has none; a missing group raises NOGROUP (the runner creates it again)."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.xinfo_consumers(key, group)
+    listed = {}
+    for key, found in zip(keys, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(found, redis.ResponseError) and "no such key" in str(found).lower():
+            found = []
+        elif isinstance(found, Exception):
+            raise found
+        listed[key] = {_text(c["name"]): int(c["pending"]) for c in found}
+    return listed
 
 
 def claim(
