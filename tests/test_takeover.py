@@ -11,16 +11,21 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import suppress
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import text
 
 from app import eventstore
+from app.config import Settings
 from app.events import ItemAdded
 from app.streams import StreamsClient, consumer_key, stream_keys
-from tests.support import Env, wait_for, workers
+from tests.faults import RedisServer
+from tests.support import Env, isolated_env, wait_for, workers
 from tests.test_eventstore import META
 from tests.test_faults import assert_exactly_once, pending, write_orders
 from tests.test_projector import write_history
@@ -110,6 +115,39 @@ def test_a_slow_projector_keeps_its_entries_while_its_heartbeat_goes_on(fresh_en
                     held_lock.rollback()  # released: slow's batch goes on
         assert_exactly_once(env)
         wait_for(lambda: pending(env) == 0, what="every entry acknowledged")
+
+
+@pytest.fixture
+def redis_of_its_own(base_settings: Settings, template_db: str, tmp_path: Path) -> Iterator[tuple[Env, RedisServer]]:
+    """An isolated environment on a Redis server that the test may kill and start again."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        with isolated_env(base_settings, template_db, redis_url=server.url) as env:
+            yield env, server
+    finally:
+        server.kill()
+
+
+def test_a_redis_outage_longer_than_the_heartbeat_ttl_makes_no_live_consumer_look_dead(
+    redis_of_its_own: tuple[Env, RedisServer],
+) -> None:
+    """Every heartbeat key expires while Redis is down; when it is back, no projector takes the
+    other's entries for a dead one's (each waits for Redis to be calm before it trusts an absence)."""
+    env, redis_server = redis_of_its_own
+    beats = {"ORDERSTREAM_CONSUMER_HEARTBEAT_MS": "200", **NO_IDLE_CLAIM}  # a TTL of 0.6 s
+    pair = (("projector", "--name", "p1"), ("projector", "--name", "p2"))
+    with workers(env, ("relay",)), workers(env, *pair, ORDERSTREAM_CONSUMER_BATCH="5", **beats) as (p1, p2):
+        wait_for(lambda: group_consumers(env) == {"p1", "p2"}, what="both projectors to join")
+        for _ in range(3):
+            write_orders(env, 10)  # entries in flight when Redis goes
+            redis_server.kill()
+            time.sleep(1.5)  # two and a half TTLs down: the keys expire (the data is kept)
+            redis_server.start()
+            assert_exactly_once(env)
+        wait_for(lambda: pending(env) == 0, what="every entry acknowledged")
+        assert "stopped its heartbeat" not in p1.log() + p2.log()
+        assert group_consumers(env) == {"p1", "p2"}
 
 
 def add_items(env: Env, order_id: str, after_version: int, count: int) -> None:

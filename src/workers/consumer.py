@@ -65,7 +65,9 @@ class ConsumerGroupRunner:
         self.claim_from = dict.fromkeys(self.keys, "0-0")
         self.next_claim = time.monotonic() + settings.claim_idle_ms / 1000
         self.next_takeover = 0.0
-        self.watch = liveness.HeartbeatWatch(redis_client, settings.consumer_heartbeat_ms)
+        self.heartbeat = liveness.Heartbeat(
+            redis_client, self._heartbeat_key(consumer), settings.consumer_heartbeat_ms
+        )  # started by run()
         self.catch_up_unknown = False
         self.linger_next = False  # the last batch says events arrive faster than one per round
 
@@ -76,21 +78,18 @@ class ConsumerGroupRunner:
     def run(self) -> None:
         """Until stopped, with a heartbeat: finish our own pending entries, then read new ones, take
         over those of dead consumers and claim stale ones."""
-        heartbeat = liveness.Heartbeat(
-            self.redis, self._heartbeat_key(self.consumer), self.settings.consumer_heartbeat_ms
-        )
-        heartbeat.start()
+        self.heartbeat.start()
         try:
-            self._run(heartbeat)
+            self._run()
         finally:  # beating until the last batch is acknowledged: nobody takes it over meanwhile
-            if heartbeat.close():  # (Redis answers: not a stop that waits on an outage)
+            if self.heartbeat.close():  # (Redis answers: not a stop that waits on an outage)
                 self._leave_group()
 
-    def _run(self, heartbeat: liveness.Heartbeat) -> None:
+    def _run(self) -> None:
         backoff = 0.1
         while not self.stop.is_set():
             try:
-                heartbeat.beat()  # before any read: a consumer in the group without its key looks dead
+                self.heartbeat.beat()  # before any read: a consumer in the group without its key looks dead
                 self.ensure_groups()
                 self.drain_own_pending()
                 while not self.stop.is_set():
@@ -103,12 +102,15 @@ class ConsumerGroupRunner:
                             self.ensure_groups()
                     backoff = 0.1
             except TRANSIENT as exc:
+                if isinstance(exc, redis.RedisError):
+                    self.heartbeat.disturbed()  # whose keys expired meanwhile is not known: wait and see
                 log.warning("%s lost a connection (%s); retrying in %.1fs", self.consumer, exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as exc:  # nothing is lost (unacknowledged entries stay pending): log, back off, go on
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
                     log.warning("%s: group %s is gone (Redis lost data?); recreating it", self.consumer, self.group)
+                    self.heartbeat.disturbed()
                     continue
                 log.exception("%s failed; retrying in %.1fs", self.consumer, backoff)
                 self.stop.wait(backoff)
@@ -203,8 +205,7 @@ class ConsumerGroupRunner:
         self.next_takeover = time.monotonic() + self.settings.consumer_heartbeat_ms / 2000
         listed = liveness.consumers(self.redis, self.keys, self.group)
         others = {self._heartbeat_key(name): name for names in listed.values() for name in names}
-        others.pop(self._heartbeat_key(self.consumer), None)
-        dead = {others[key] for key in self.watch.dead(others)}
+        dead = {others[key] for key in liveness.dead(self.heartbeat, others)}
         return sum(
             self._take_over(key, name, pending)
             for key, names in listed.items()

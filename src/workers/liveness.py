@@ -5,12 +5,18 @@ heartbeat interval from a thread of its own, with a time to live of three interv
 not wait for batches, so a consumer that is slow inside one (a lock, a long transaction) stays alive;
 one that is killed, frozen or cut off from Redis stops refreshing, and its key expires.
 
-A consumer is declared dead only when its key is missing at two looks at least one interval apart:
-a Redis restart (or an outage longer than the time to live) also expires keys, and a live consumer's
-thread, which retries every quarter interval after a failure, writes its key again well within an
-interval of Redis answering. The others then claim its pending entries (XCLAIM, which counts a
-delivery like any redelivery), apply them, and remove its name from the group once it holds nothing.
-Every consumer of a deployment must use the same interval (ORDERSTREAM_CONSUMER_HEARTBEAT_MS).
+A consumer trusts the absence of another's key only when Redis has been calm, as far as it can tell,
+for a whole time to live (2 s at least): each of its own beats succeeded at once (none failed or was
+retried) and its own key is there. A missing key then means that its consumer did not refresh it for
+three intervals while Redis answered: it is dead, frozen, or cut off from Redis (and so cannot
+acknowledge anything either). After a disturbance (an outage, a restart, a failover: keys may have
+expired or vanished for everyone) no absence counts until Redis has been calm that long again, time
+enough for every live consumer to write its key again. (A Redis that lost its data lost the groups
+with it: a consumer is listed in a group again only once it has read, and it beats before it reads.)
+
+The dead consumer's pending entries are then claimed (XCLAIM, which counts a delivery like any
+redelivery) and applied, and its name is removed from the group once it holds nothing. Every consumer
+of a deployment must use the same interval (ORDERSTREAM_CONSUMER_HEARTBEAT_MS).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from app.streams import StreamsClient
 
 log = logging.getLogger(__name__)
 TTL_IN_BEATS = 3  # a key outlives two missed beats
+# After a disturbance, how long Redis must be calm at least, whatever the interval: a live consumer's
+# client reconnects within this (redis-py's default backoff between retries is capped at 1 s).
+RECONNECT_S = 2.0
 WARN_EVERY_S = 30.0
 # XGROUP DELCONSUMER throws away the consumer's pending entries: remove it only if it has none,
 # checked in the same atomic step (it might read new entries between a check and a delete otherwise).
@@ -45,10 +54,28 @@ class Heartbeat:
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat {key}", daemon=True)
         self.warned_at = 0.0
+        self.disturbed_at = time.monotonic()  # no history yet: as wary as just after an outage
 
     def beat(self) -> None:
-        """Refresh the key now; raises what Redis raises. Its value is the time of the beat (ms)."""
-        self.client.set(self.key, int(time.time() * 1000), px=TTL_IN_BEATS * self.interval_ms)
+        """Refresh the key now; raises what Redis raises. Its value is the time of the beat (ms).
+        A beat that fails, or takes long (redis-py retries a lost connection with backoff), means
+        Redis is disturbed."""
+        started = time.monotonic()
+        try:
+            self.client.set(self.key, int(time.time() * 1000), px=TTL_IN_BEATS * self.interval_ms)
+        except Exception:
+            self.disturbed()
+            raise
+        if time.monotonic() - started > self.interval_ms / 4000:
+            self.disturbed()
+
+    def disturbed(self) -> None:
+        """Note that Redis failed or lost keys just now."""
+        self.disturbed_at = time.monotonic()
+
+    def calm(self) -> bool:
+        """No disturbance for a whole time to live: every live consumer has refreshed its key since."""
+        return time.monotonic() - self.disturbed_at >= max(TTL_IN_BEATS * self.interval_ms / 1000, RECONNECT_S)
 
     def start(self) -> None:
         self.thread.start()
@@ -77,25 +104,21 @@ class Heartbeat:
                     log.warning("heartbeat %s failed (%r); retrying", self.key, exc)
 
 
-class HeartbeatWatch:
-    """Remembers since when other consumers' keys are missing, to tell which ones are dead."""
-
-    def __init__(self, client: StreamsClient, interval_ms: int) -> None:
-        self.client, self.interval_s = client, interval_ms / 1000
-        self.missing_since: dict[str, float] = {}
-
-    def dead(self, heartbeat_keys: Iterable[str]) -> set[str]:
-        """Of these heartbeat keys, the ones missing now and at a look at least an interval ago."""
-        keys = sorted(set(heartbeat_keys))
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.exists(key)
-        found = pipe.execute() if keys else []
-        now = time.monotonic()
-        self.missing_since = {
-            key: self.missing_since.get(key, now) for key, n in zip(keys, found, strict=True) if not n
-        }
-        return {key for key, since in self.missing_since.items() if now - since >= self.interval_s}
+def dead(own: Heartbeat, heartbeat_keys: Iterable[str]) -> set[str]:
+    """Of these heartbeat keys, those whose consumers are dead, as `own` can tell (none unless Redis
+    has been calm)."""
+    keys = sorted(set(heartbeat_keys) - {own.key})
+    if not keys or not own.calm():
+        return set()
+    pipe = own.client.pipeline(transaction=False)
+    for key in [own.key, *keys]:
+        pipe.exists(key)
+    own_found, *found = pipe.execute()
+    if not own_found:  # refreshed every beat, yet gone: Redis lost keys
+        own.disturbed()
+    if not own.calm():  # (or anything else happened meanwhile)
+        return set()
+    return {key for key, n in zip(keys, found, strict=True) if not n}
 
 
 def consumers(client: StreamsClient, keys: list[str], group: str) -> dict[str, dict[str, int]]:
