@@ -88,9 +88,9 @@ class Report:
                 f"  faults injected: {faults}",
                 f"  events in the log {self.events_in_log}, lost {self.events_lost},"
                 f" applied twice {self.duplicates_applied}",
-                f"  converged {self.converge_seconds:.1f}s after the last fault ({_described(self.recoveries[-1:])})",
+                f"  converged {self.converge_seconds:.1f}s after the last fault ({self._described(-1)})",
                 f"  slowest recovery from a fault {self.slowest_recovery_seconds:.1f}s"
-                f" ({_described([self.slowest] if self.slowest else [])})",
+                f" ({self._described(self.recoveries.index(self.slowest) if self.slowest else -1)})",
                 f"  killed projectors left entries pending {len(self.takeovers)} times"
                 f" ({sum(f.left_pending for f in self.takeovers)} entries), recovered in at most"
                 f" {max((f.recovery_seconds for f in self.takeovers), default=0):.1f}s;"
@@ -108,9 +108,13 @@ class Report:
     def slowest_recovery_seconds(self) -> float:
         return self.slowest.recovery_seconds if self.slowest else 0.0
 
-
-def _described(faults: list[Fault]) -> str:
-    return faults[0].describe() if faults else "none"
+    def _described(self, n: int) -> str:
+        if not self.recoveries:
+            return "none"
+        fault = self.recoveries[n]
+        later = sum(fault.began < other.began < (fault.recovered or float("inf")) for other in self.recoveries)
+        overlap = f"; {later} later fault{'s' if later > 1 else ''} began before it was over" if later else ""
+        return fault.describe() + overlap
 
 
 @dataclass
