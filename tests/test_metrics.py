@@ -93,6 +93,7 @@ def test_counters_of_known_label_sets_exist_at_zero_before_their_first_event(
     for projection in PROJECTIONS:
         assert values[("orderstream_dead_letters_total", (("projection", projection),))] == 0
         assert values[("orderstream_events_applied_total", (("projection", projection),))] == 0
+        assert values[("orderstream_entries_taken_over_total", (("projection", projection),))] == 0
     for event_type in EVENT_TYPES:
         assert values[("orderstream_events_appended_total", (("type", event_type),))] == 0
 

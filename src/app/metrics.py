@@ -104,6 +104,7 @@ def initialise(event_types: Iterable[str], projections: Iterable[str]) -> None:
     for projection in projections:
         EVENTS_APPLIED.labels(projection)
         DEAD_LETTERS.labels(projection)
+        ENTRIES_TAKEN_OVER.labels(projection)
 
 
 def install_metrics(app: Flask, event_types: Iterable[str] = (), projections: Iterable[str] = ()) -> None:
