@@ -18,8 +18,9 @@ def test_chaos_run_loses_nothing_applies_nothing_twice_and_serves_no_5xx(base_se
     assert report.events_in_log == report.commands_accepted, report
     assert (report.events_lost, report.duplicates_applied) == (0, 0), report
     # Restarted projectors come back under new names and the claim idle time is the shipped 30 s: a
-    # dead projector's entries come back that fast only by being taken over on its expired heartbeat.
+    # dead projector's entries come back that fast only by being taken over on its expired heartbeat
+    # (a takeover alone takes 2-4 s; overlapping faults can add several seconds more).
     assert report.converge_seconds < 15, report
-    assert report.slowest_recovery_seconds < 20, report
+    assert report.slowest_recovery_seconds < 25, report
     assert report.dead_consumers_left == 0, report
     assert report.live_consumers_robbed == 0, report
