@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-rebuild bench-projector bench-soak chaos clean-data
+.PHONY: run test lint bench bench-rebuild bench-projector bench-soak bench-ab chaos clean-data
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-rebuild: $(BENCH_STAMP)
 bench-soak: $(BENCH_STAMP)
 	$(BIN)/orderstream services -- $(BIN)/python bench/soak.py $(SOAK_ARGS)
 	$(BIN)/python bench/report.py
+
+# A change's cost: the working tree against BASE (a git revision), POST and GET in one run; bench/results/ab.json
+bench-ab: $(BENCH_STAMP)
+	$(BIN)/orderstream services -- $(BIN)/python bench/ab.py --base $(BASE) $(BENCH_ARGS)
 
 # Projection throughput: one projector against a bare XREADGROUP+upsert+XACK consumer; bench/results/projector.json
 bench-projector: $(BENCH_STAMP)
