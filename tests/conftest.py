@@ -68,3 +68,11 @@ def app(env: Env) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A client with the environment's admin token."""
     return api_client(app)
+
+
+@pytest.fixture(scope="module")
+def order_id(app: Flask) -> str:
+    """An order placed in the module's environment (pending, one line of SKU "A")."""
+    from tests.test_api import place
+
+    return place(api_client(app))

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
 
@@ -16,10 +17,21 @@ from app.auth import PUBLIC_PREFIXES
 SAMPLES: dict[str, Callable[[], str]] = {
     "UUIDConverter": lambda: str(uuid.uuid4()),
     "IntegerConverter": lambda: "1",
+    "AsciiIntegerConverter": lambda: "1",
     "UnicodeConverter": lambda: "A",
     "PathConverter": lambda: "a/b",
 }
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+# A body each operation accepts (the rest take none).
+VALID_BODIES: dict[str, dict[str, Any]] = {
+    "order-commands.Orders": {"customer_id": "c-1", "currency": "EUR",
+                              "items": [{"sku": "A", "quantity": 2, "unit_price": "9.99"}]},
+    "order-commands.Items": {"sku": "B", "quantity": 1, "unit_price": "1.00"},
+    "order-commands.Payments": {"amount": "19.98", "reference": "psp"},
+    "order-commands.Shipments": {"carrier": "DHL", "tracking_number": "T"},
+    "order-commands.Cancellation": {"reason": "r"},
+    "admin.Discard": {"reason": "r"},
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,10 @@ class Route:
     @property
     def ours(self) -> bool:
         """Served by our blueprints (not rq-dashboard, not static files)."""
-        return not self.endpoint.startswith(("rq_dashboard.", "static", "api-docs.")) and self.endpoint != "_index"
+        return not self.endpoint.startswith(("rq_dashboard.", "static", "api-docs.")) and self.endpoint not in (
+            "_index",
+            "_metrics",
+        )
 
 
 def routes(app: Flask, values: dict[str, str] | None = None) -> Iterator[Route]:
@@ -51,3 +66,8 @@ def routes(app: Flask, values: dict[str, str] | None = None) -> Iterator[Route]:
                 rule.rule,
             )
             yield Route(method, path, rule.endpoint, rule.rule)
+
+
+def our_routes(app: Flask, order_id: str) -> Iterator[Route]:
+    """Our own operations (not rq-dashboard's or static files), on an existing order and SKU."""
+    return (r for r in routes(app, {"order_id": order_id, "sku": "A"}) if r.ours)

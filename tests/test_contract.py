@@ -16,8 +16,8 @@ import pytest
 import requests
 from flask import Flask
 
-from app.auth import create_token
 from app.factory import create_app
+from app.tokens import create_token
 from queries.schemas import OrderSchema
 from tests.support import BIN, Env, api_client, wait_for, web_server, workers
 from tests.test_api import ORDER, events_of, place
@@ -317,7 +317,7 @@ def test_reads_that_wait_cannot_starve_the_server(fresh_env: Env) -> None:
     once, and /healthz and other reads are answered before any waiting read has finished."""
     auth = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
     finished: list[str] = []
-    with web_server(fresh_env, ORDERSTREAM_READ_WAIT_MS="5000", WEB_THREADS="4") as base:
+    with web_server(fresh_env, ORDERSTREAM_READ_WAIT_MS="10000", WEB_THREADS="4") as base:
         order_id = requests.post(f"{base}/orders", json=ORDER, headers=auth, timeout=5).json()["order_id"]
 
         def read_a_version_never_reached() -> None:
@@ -336,3 +336,16 @@ def test_reads_that_wait_cannot_starve_the_server(fresh_env: Env) -> None:
             reader.join()
     assert 1 <= finished.count("waited") <= 2 * 3  # two web processes, three waiting slots each
     assert finished.index("healthz and a list answered") < finished.index("waited")
+
+
+def test_a_read_that_need_not_wait_takes_no_waiting_slot(fresh_env: Env) -> None:
+    """With no waiting slot at all, reads that the projection already satisfies still answer 200;
+    only one that would have to wait is told at once."""
+    client = api_client(create_app(replace(fresh_env.settings, max_waiting_reads=0)))
+    with workers(fresh_env, ("relay",), ("projector",)):
+        order_id = place(client)
+        wait_for(lambda: client.get(f"/orders/{order_id}").status_code == 200, what="the projector")
+    assert client.get(f"/orders/{order_id}").status_code == 200
+    assert client.get(f"/orders/{order_id}?min_version=1").status_code == 200
+    behind = client.get(f"/orders/{order_id}?min_version=2")
+    assert behind.status_code == 409 and "did not wait" in behind.json["detail"]

@@ -364,7 +364,7 @@ def test_after_postgresql_drops_every_connection_at_most_one_request_fails(env: 
         for pid in pids:
             admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
     commands = [client.post("/orders", json=ORDER).status_code for _ in range(3)]
-    reads = [client.get("/orders?limit=1").status_code for _ in range(2)]
+    reads = [client.get("/orders?page_size=1").status_code for _ in range(2)]
     assert commands[0] in (201, 503) and commands[1:] == [201, 201], commands
     assert reads == [200, 200]
     engine.dispose()

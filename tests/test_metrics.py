@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.events import EVENT_TYPES
 from app.metrics import METHODS
 from queries.projections import PROJECTIONS
-from tests.support import Env, api_client, wait_for, web_server, workers
+from tests.support import Env, wait_for, web_server, workers
 from tests.test_api import ORDER
 
 PROMTOOL = shutil.which("promtool")
@@ -44,13 +44,17 @@ def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
             yield sample.name, sample.labels, sample.value
 
 
-def test_label_values_come_from_closed_sets_whatever_clients_send(app: Flask) -> None:
-    client = api_client(app)
-    for n in range(30):
-        client.open(f"/orders/{uuid.uuid4()}/weird-{n}", method=f"FOO{n}")
-        client.open(f"/no-such-{n}", method="GET")
-        client.open("/orders", method=f"PROPFIND{n}")
-    text = app.test_client().get("/metrics").get_data(as_text=True)
+def test_label_values_come_from_closed_sets_whatever_clients_send(
+    app: Flask, fresh_env: Env, metrics_env: dict[str, str]
+) -> None:
+    auth = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
+    with web_server(fresh_env, **metrics_env) as base:
+        for n in range(20):
+            requests.request(f"FOO{n}", f"{base}/orders/{uuid.uuid4()}/weird-{n}", headers=auth, timeout=5)
+            requests.get(f"{base}/no-such-{n}", headers=auth, timeout=5)
+            requests.request(f"PROPFIND{n}", f"{base}/orders", headers=auth, timeout=5)
+            requests.post(f"{base}/orders?x{n}=1", json={}, headers=auth, timeout=5)
+        text = requests.get(f"{base}/metrics", timeout=5).text  # what every process wrote, merged
     assert "FOO" not in text and "PROPFIND" not in text and "weird" not in text and "no-such" not in text
     rules = {rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}
     closed = {
@@ -72,15 +76,19 @@ def test_label_values_come_from_closed_sets_whatever_clients_send(app: Flask) ->
     assert seen > 10
 
 
-def test_the_exposition_is_what_prometheus_expects(app: Flask) -> None:
-    response = app.test_client().get("/metrics")
+def test_the_exposition_is_what_prometheus_expects(fresh_env: Env, metrics_env: dict[str, str]) -> None:
+    with web_server(fresh_env, **metrics_env) as base, workers(fresh_env, ("relay",), ("projector",), **metrics_env):
+        token = {"Authorization": f"Bearer {fresh_env.settings.admin_token}"}
+        assert requests.post(f"{base}/orders", json=ORDER, headers=token, timeout=5).status_code == 201
+        response = wait_for(lambda: (r := requests.get(f"{base}/metrics", timeout=5)).text.count("consumer_lag") > 2
+                            and r, what="the workers' metrics")  # fmt: skip
     header = Message()
     header["Content-Type"] = response.headers["Content-Type"]
     params = [key for key, _ in header.get_params()[1:]]
     assert header.get_content_type() == "text/plain" and sorted(params) == sorted(set(params)) == ["charset", "version"]
     assert header.get_param("version") == "0.0.4" and header.get_param("charset") == "utf-8"
     if PROMTOOL:  # its lint of names, types and help texts
-        check = subprocess.run([PROMTOOL, "check", "metrics"], input=response.data, capture_output=True, timeout=60)
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=response.content, capture_output=True, timeout=60)
         assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -123,8 +131,45 @@ def test_gauges_of_processes_that_exited_are_dropped_counters_kept(fresh_env: En
         with workers(fresh_env, ("rqworker",), **metrics_env):
             wait_for(lambda: requests.get(base + rebuild["status_url"], headers=token, timeout=5).json()["status"]
                      == "finished", timeout=60, what="the rebuild")  # fmt: skip
+            directory = Path(metrics_env["PROMETHEUS_MULTIPROC_DIR"])
+            wait_for(lambda: exited_gauge_files(directory), what="the work-horse, which reported progress, to exit")
             progress = "orderstream_rebuild_progress_ratio[('projection', 'order_summaries')]"
-            wait_for(lambda: progress not in scrape(), timeout=10, what="the finished rebuild's gauge to go")
+            assert progress not in scrape() and not exited_gauge_files(directory)
+
+
+def exited_gauge_files(directory: Path) -> list[Path]:
+    """Live-gauge files of processes that no longer exist."""
+    from app.metrics import _alive
+
+    return [path for path in directory.glob("gauge_live*.db") if not _alive(int(path.stem.rsplit("_", 1)[1]))]
+
+
+def test_dropping_an_exited_processes_gauges_is_safe_from_every_side_at_once(tmp_path: Path) -> None:
+    """Scrapes and gunicorn's arbiter may drop the same files together: none of them may fail."""
+    import threading
+
+    from app.metrics import forget_exited_processes, forget_process
+
+    dead = 2**22 + 12345  # beyond the default pid_max: no process has it
+    errors: list[BaseException] = []
+    for _ in range(20):
+        for mode in ("livemax", "livesum", "liveall"):
+            (tmp_path / f"gauge_{mode}_{dead}.db").write_bytes(b"\0" * 16)
+        barrier = threading.Barrier(6)
+
+        def drop(scrape: bool, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                forget_exited_processes(tmp_path) if scrape else forget_process(dead, str(tmp_path))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=drop, args=(n % 2 == 0,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == [] and list(tmp_path.iterdir()) == []
 
 
 @needs_prometheus

@@ -1,5 +1,6 @@
-"""flask-smorest as this service uses it: every error answered and documented as problem+json, one
-strict JSON parse per request, and the headers every operation accepts documented on each."""
+"""flask-smorest as this service uses it: every error answered and documented as problem+json,
+parameters parsed strictly (app/parameters.py), and the headers every operation accepts documented
+on each."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from typing import Any
 
 import flask_smorest
 import marshmallow as ma
-from flask import Response
+from flask import Response, request
+from flask_smorest.exceptions import NotModified
 from flask_smorest.utils import prepare_response
-from webargs import core
-from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
+from app.conditions import parse_entity_tags
+from app.parameters import Parser
 from app.problems import PROBLEM_JSON, ProblemSchema, cap_errors, example_problem, log, problem
-from app.web import NO_BODY, request_json
 
 # Headers every operation reads (app/web.py), documented on each so that clients can send them.
 GLOBAL_HEADERS = {
@@ -45,22 +46,28 @@ class ResponseSchema(ma.Schema):
         unknown = ma.EXCLUDE
 
 
-class Parser(FlaskParser):
-    """webargs' Flask parser reading the body through app.web.request_json (parsed once, strictly)."""
-
-    def load_json(self, req: Any, schema: Any) -> Any:
-        body = request_json()
-        return core.missing if body is NO_BODY else body
-
-
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint with our parser and the global headers on every operation."""
+    """flask-smorest's Blueprint with our parser (app/parameters.py), the global headers on every
+    operation, and If-None-Match judged as RFC 9110 says on the lists it tags."""
 
     ARGUMENTS_PARSER = Parser()
+    PAGINATION_ARGUMENTS_PARSER = Parser()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(_global_headers_doc)
+
+    def _check_not_modified(self, etag: str) -> None:
+        """304 when If-None-Match names this ETag, weakly compared; a malformed header is a 400."""
+        header = request.headers.get("If-None-Match")
+        if request.method not in self.METHODS_CHECKING_NOT_MODIFIED or header is None:
+            return
+        try:
+            tags = parse_entity_tags(header)
+        except ValueError as exc:
+            raise BadRequest("If-None-Match must be * or a list of entity tags") from exc
+        if tags.star or etag in tags.strong | tags.weak:
+            raise NotModified
 
 
 def _global_headers_doc(doc: dict[str, Any], _info: Any, **_kwargs: Any) -> dict[str, Any]:

@@ -155,8 +155,8 @@ def tokens() -> None:
 @click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
 def tokens_create(name: str, role: str) -> None:
     """Create a token NAME with a role and print it (the only time it is shown)."""
-    from app.auth import InvalidTokenName, create_token
     from app.db import make_engine
+    from app.tokens import InvalidTokenName, create_token
 
     try:
         click.echo(create_token(make_engine(Settings.from_env(), pool_size=1), name, role))
@@ -167,8 +167,8 @@ def tokens_create(name: str, role: str) -> None:
 @tokens.command("list")
 def tokens_list() -> None:
     """List tokens: name, role, created, revoked (never the tokens themselves)."""
-    from app.auth import list_tokens
     from app.db import make_engine
+    from app.tokens import list_tokens
 
     for t in list_tokens(make_engine(Settings.from_env(), pool_size=1)):
         revoked = f"revoked {t['revoked_at']:%Y-%m-%d %H:%M}" if t["revoked_at"] else "active"
@@ -179,8 +179,8 @@ def tokens_list() -> None:
 @click.argument("name")
 def tokens_revoke(name: str) -> None:
     """Revoke the token NAME (effective within seconds)."""
-    from app.auth import revoke_token
     from app.db import make_engine
+    from app.tokens import revoke_token
 
     if not revoke_token(make_engine(Settings.from_env(), pool_size=1), name):
         raise click.ClickException(f"no active token named {name!r}")
@@ -201,9 +201,9 @@ def _metrics_dir() -> dict[str, str]:
 
 def _development_token(database_url: str) -> str:
     """The token `make run` prints: kept in the data directory, created on first start."""
-    from app.auth import create_token, token_is_valid
     from app.db import make_engine
     from app.embedded import DATA_DIR
+    from app.tokens import create_token, token_is_valid
 
     db = make_engine(Settings(database_url=database_url, redis_url=""), pool_size=1)
     saved = DATA_DIR / "dev-admin-token"

@@ -26,7 +26,8 @@ class EntityTags:
     weak: frozenset[str] = frozenset()
 
     def versions(self) -> frozenset[int]:
-        """The order versions the strong tags name (a tag that is no version of ours names none)."""
+        """The order versions the strong tags name: exactly as we write them ("3", never "03": strong
+        comparison is character by character); a tag that is no version of ours names none."""
         return frozenset(int(tag) for tag in self.strong if _is_version(tag))
 
     def matches_strongly(self, version: int) -> bool:
@@ -36,8 +37,11 @@ class EntityTags:
         return self.star or str(version) in self.strong or str(version) in self.weak
 
 
+_VERSION = re.compile(rf"0|[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}")
+
+
 def _is_version(tag: str) -> bool:
-    return tag.isascii() and tag.isdigit() and len(tag) <= MAX_VERSION_DIGITS
+    return _VERSION.fullmatch(tag) is not None
 
 
 def parse_entity_tags(value: str) -> EntityTags:

@@ -16,20 +16,31 @@ def sqlalchemy_url(database_url: str) -> str:
 
 
 MIN_ADMIN_TOKEN_LENGTH = 32
-MIN_ADMIN_TOKEN_SYMBOLS = 10
+# zxcvbn's estimate of the guesses an attacker needs, as a power of ten: random tokens of 32
+# characters or more score 28 and up; repetitions, sequences and words score far less.
+MIN_ADMIN_TOKEN_GUESSES_LOG10 = 20
 
 
 class InsecureAdminToken(ValueError):
-    """ORDERSTREAM_ADMIN_TOKEN is too short or too uniform to be a secret."""
+    """ORDERSTREAM_ADMIN_TOKEN is too short or too predictable to be a secret."""
 
 
 def check_admin_token(token: str) -> None:
-    """An admin token from the environment must be long and varied enough not to be guessed."""
-    if len(token) < MIN_ADMIN_TOKEN_LENGTH or len(set(token)) < MIN_ADMIN_TOKEN_SYMBOLS:
+    """An admin token from the environment must be long and unpredictable (zxcvbn, Dropbox's
+    estimator of how many guesses a secret takes, which sees repeats, sequences and words)."""
+    from zxcvbn import zxcvbn
+
+    advice = "Make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
         raise InsecureAdminToken(
-            f"ORDERSTREAM_ADMIN_TOKEN is {len(token)} characters of {len(set(token))} different symbols: an admin "
-            f"token needs at least {MIN_ADMIN_TOKEN_LENGTH} characters and {MIN_ADMIN_TOKEN_SYMBOLS} different "
-            "symbols to be secret. Make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            f"ORDERSTREAM_ADMIN_TOKEN is {len(token)} characters: an admin token needs at least "
+            f"{MIN_ADMIN_TOKEN_LENGTH} characters to be secret. {advice}"
+        )
+    guesses = zxcvbn(token[:100])["guesses_log10"]  # (zxcvbn's time grows with the length)
+    if guesses < MIN_ADMIN_TOKEN_GUESSES_LOG10:
+        raise InsecureAdminToken(
+            f"ORDERSTREAM_ADMIN_TOKEN is predictable (about 10^{guesses:.0f} guesses; at least "
+            f"10^{MIN_ADMIN_TOKEN_GUESSES_LOG10} are needed): repeats, sequences or words. {advice}"
         )
 
 
@@ -66,6 +77,7 @@ class Settings:
     read_wait_ms: int = 2_000
     max_waiting_reads: int = 3  # min_version reads waiting at once in one web process
     max_body_bytes: int = 64 * 1024
+    body_timeout_ms: int = 10_000  # a request body must arrive within this
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
@@ -110,9 +122,10 @@ class Settings:
             idempotency_ttl_s=int(env.get("ORDERSTREAM_IDEMPOTENCY_TTL_S", "86400")),
             read_wait_ms=int(env.get("ORDERSTREAM_READ_WAIT_MS", "2000")),
             max_waiting_reads=int(
-                env.get("ORDERSTREAM_MAX_WAITING_READS", str(max(1, int(env.get("WEB_THREADS", "4")) - 1)))
+                env.get("ORDERSTREAM_MAX_WAITING_READS", str(max(0, int(env.get("WEB_THREADS", "4")) - 1)))
             ),
             max_body_bytes=int(env.get("ORDERSTREAM_MAX_BODY_BYTES", str(64 * 1024))),
+            body_timeout_ms=int(env.get("ORDERSTREAM_BODY_TIMEOUT_MS", "10000")),
         )
 
     @property

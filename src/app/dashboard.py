@@ -8,11 +8,13 @@ only, as its own page sends it. Authentication and the cross-site refusal (app/a
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import redis
 from flask import Flask, Response, request
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, InvalidJobOperationError, NoSuchJobError
@@ -21,6 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from app.problems import problem
 from app.web import redis_client
 
+log = logging.getLogger(__name__)
 REGISTRIES = frozenset({"queued", "failed", "deferred", "started", "finished", "scheduled", "canceled"})
 NAME = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 JOB_ID = re.compile(r"[A-Za-z0-9_\-]{1,200}")  # what rq itself accepts as a job id
@@ -78,3 +81,12 @@ def install_dashboard(app: Flask, rq_dashboard: ModuleType) -> None:
 
     for refusal in (InvalidJobOperation, InvalidJobOperationError):
         app.register_error_handler(refusal, _invalid_operation)
+
+    @app.errorhandler(redis.ResponseError)
+    def _redis_refused(exc: redis.ResponseError) -> Response:
+        """Redis refusing what rq-dashboard asked (compacting a queue emptied meanwhile, say) is a
+        conflict with the queue's state; anywhere else it is our bug."""
+        if request.blueprint == "rq_dashboard":
+            return problem(409, f"Redis refused this for the queue's current state: {str(exc)[:200]}")
+        log.error("request failed", exc_info=exc)
+        return problem(500, "the server failed to handle this request; it has been logged")

@@ -12,15 +12,18 @@ from werkzeug.wrappers import Response
 
 from app.api import Api
 from app.auth import install_auth
+from app.body import install_input_guard
+from app.browsers import install_browser_rules
 from app.config import Settings
 from app.dashboard import install_dashboard
 from app.db import make_engine
 from app.events import EVENT_TYPES, catalogue
 from app.limits import install_rate_limits
 from app.metrics import install_metrics
+from app.parameters import AsciiIntegerConverter, install_parameter_check
 from app.problems import install_unavailable
 from app.streams import streams_client
-from app.web import install_input_guard, install_request_ids
+from app.web import install_request_ids
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -87,10 +90,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     # it is authenticated, and nothing reads its body before the input guard.
     install_metrics(app, event_types=sorted(EVENT_TYPES), projections=sorted(PROJECTIONS))
     install_request_ids(app)
+    install_browser_rules(app)
     install_auth(app, settings)
     install_rate_limits(app, settings)
     install_input_guard(app, frozenset(blp.name for blp in blueprints))
+    install_parameter_check(app, frozenset(blp.name for blp in blueprints))
     install_unavailable(app)
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before any rule is added
 
     api = Api(app)
     for blp in blueprints:

@@ -84,7 +84,16 @@ def forget_exited_processes(directory: Path) -> None:
     for path in directory.glob("gauge_live*.db"):
         match = _LIVE_GAUGE_FILE.fullmatch(path.name)
         if match and not _alive(int(match.group(1))):
-            multiprocess.mark_process_dead(int(match.group(1)), str(directory))  # type: ignore[no-untyped-call]
+            path.unlink(missing_ok=True)  # another scrape, or gunicorn's child_exit, may be at it too
+
+
+def forget_process(pid: int, directory: str | None = None) -> None:
+    """Drop one exited process's live gauges (prometheus_client's mark_process_dead, but safe when
+    two callers remove the same file: a scrape and gunicorn's arbiter, say)."""
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in Path(directory).glob(f"gauge_live*_{pid}.db"):
+            path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

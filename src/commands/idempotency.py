@@ -42,7 +42,7 @@ class StoredResponse:
 
 def fingerprint(method: str, path: str, body: Any) -> str:
     """What makes two requests the same: method, path and the JSON body (key order ignored)."""
-    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))  # JSON values only
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -11,6 +11,7 @@ from flask.views import MethodView
 from sqlalchemy import Connection
 
 from app.api import Blueprint, operation
+from app.body import NO_BODY, request_json
 from app.conditions import EntityTags, EntityTagsField, describe
 from app.db import pipelined_transaction
 from app.eventstore import ConcurrencyError
@@ -18,7 +19,7 @@ from app.metrics import EVENTS_APPENDED
 from app.money import InvalidAmount
 from app.problems import problem, problem_responses
 from app.validation import EmptySchema, FullMatch
-from app.web import engine, event_metadata, request_json, settings
+from app.web import engine, event_metadata, settings
 from commands import handlers, idempotency
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded, OrderNotFound, VersionMismatch
 from commands.schemas import (
@@ -90,7 +91,8 @@ def _execute(run: Callable[[Connection], handlers.Outcome], headers: dict[str, A
     principal = g.principal.id
     with pipelined_transaction(engine()) as conn:
         if key is not None:
-            request_print = idempotency.fingerprint(request.method, request.path, request_json())
+            body = request_json()
+            request_print = idempotency.fingerprint(request.method, request.path, {} if body is NO_BODY else body)
             stored = idempotency.claim(conn, principal, key, request_print, settings().idempotency_ttl_s)
             if stored is not None:
                 headers = {**stored.headers, "Idempotent-Replayed": "true"}

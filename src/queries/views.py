@@ -119,15 +119,20 @@ class OrderDetail(MethodView):
 
 
 def _order_at_least(order_id: str, min_version: int | None) -> dict[str, Any] | None:
-    """Read your writes, at a bounded cost: a read that has to wait holds a thread for up to
-    ORDERSTREAM_READ_WAIT_MS, so only ORDERSTREAM_MAX_WAITING_READS of them wait at once in a web
-    process (the others, and everything else, keep a thread); beyond that a read looks once."""
+    """Read your writes, at a bounded cost. A read looks once; only one that must wait for the
+    projection to reach min_version takes one of the process's few waiting slots, and holds its
+    thread for up to ORDERSTREAM_READ_WAIT_MS. When all are taken, it answers at once."""
+    try:
+        return orders.get_order_at_least(engine(), order_id, min_version, 0)
+    except orders.NotYetProjected as first_look:
+        behind = first_look
     with waiting_slot() as may_wait:
-        wait_ms = settings().read_wait_ms if may_wait else 0
         try:
-            return orders.get_order_at_least(engine(), order_id, min_version, wait_ms)
+            if may_wait:
+                return orders.get_order_at_least(engine(), order_id, min_version, settings().read_wait_ms)
         except orders.NotYetProjected as exc:
-            extensions = {"wanted_version": exc.wanted, "projected_version": exc.projected}
-            detail = str(exc) if may_wait else f"{exc} (too many reads are waiting now: this one did not wait)"
-            abort(409, message=detail, headers={"Retry-After": "1"}, extensions=extensions)
-            raise  # abort raised already
+            behind = exc
+    extensions = {"wanted_version": behind.wanted, "projected_version": behind.projected}
+    detail = str(behind) if may_wait else f"{behind} (too many reads are waiting now: this one did not wait)"
+    abort(409, message=detail, headers={"Retry-After": "1"}, extensions=extensions)
+    raise AssertionError("abort raises")
