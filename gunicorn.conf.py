@@ -1,5 +1,6 @@
 """gunicorn settings for production: `gunicorn -c gunicorn.conf.py wsgi:app` (the Procfile does this)."""
 
+import json
 import multiprocessing
 import os
 
@@ -28,8 +29,10 @@ limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
 accesslog = "-"
+_process = json.dumps(os.environ.get("ORDERSTREAM_PROCESS", "web")).replace("%", "%%")  # web.1 under orderstream run
 access_log_format = (
-    '{"logger": "access", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, '
+    '{"logger": "access", "process": ' + _process + ", "
+    '"remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, '
     '"bytes": "%(B)s", "duration_us": %(D)s, "request_id": "%({x-request-id}o)s"}'
 )
 

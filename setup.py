@@ -22,7 +22,8 @@ setup(
         "rq-dashboard>=0.8,<0.10",
         "six",  # rq-dashboard 0.9 imports it without declaring it
         "gunicorn>=23,<28",
-        "honcho>=2,<3",
+        "supervisor>=4.2,<5",  # orderstream run: every process supervised (app/supervision.py)
+        "psutil>=5.9",  # orderstream run stops what a dead supervisord left behind
         "tenacity>=8,<10",
         "tqdm>=4.66,<5",
         "limits>=4,<6",

@@ -24,7 +24,7 @@ def base_settings() -> Iterator[Settings]:
         ensure_reachable(settings)
         yield settings
         return
-    from app.embedded import embedded_services
+    from app.servers import embedded_services
 
     with embedded_services() as urls:
         yield Settings.from_env(urls)

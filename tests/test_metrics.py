@@ -18,7 +18,9 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.events import EVENT_TYPES
+from app.launcher import REPO
 from app.metrics import METHODS
+from app.supervision import read_procfile
 from queries.projections import PROJECTIONS
 from tests.support import Env, wait_for, web_server, workers
 from tests.test_api import ORDER
@@ -64,6 +66,8 @@ def test_label_values_come_from_closed_sets_whatever_clients_send(
         "type": set(EVENT_TYPES),
         "projection": set(PROJECTIONS),
         "group": set(PROJECTIONS),
+        "process": {f"{p.name}.1" for p in read_procfile(REPO / "Procfile")}
+        | {"postgres.1", "redis.1", "process-events"},
     }
     seen = 0
     for name, labels, _value in samples(text):
@@ -139,9 +143,9 @@ def test_gauges_of_processes_that_exited_are_dropped_counters_kept(fresh_env: En
 
 def exited_gauge_files(directory: Path) -> list[Path]:
     """Live-gauge files of processes that no longer exist."""
-    from app.metrics import _alive
+    from app.supervision import pid_alive
 
-    return [path for path in directory.glob("gauge_live*.db") if not _alive(int(path.stem.rsplit("_", 1)[1]))]
+    return [path for path in directory.glob("gauge_live*.db") if not pid_alive(int(path.stem.rsplit("_", 1)[1]))]
 
 
 def test_dropping_an_exited_processes_gauges_is_safe_from_every_side_at_once(tmp_path: Path) -> None:

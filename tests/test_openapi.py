@@ -48,6 +48,7 @@ OPERATION_IDS = {
     ("post", "/admin/dead-letters/{letter_id}/discard"): "discard_dead_letter",
     ("get", "/admin/streams"): "list_streams",
     ("get", "/admin/relay"): "get_relay",
+    ("get", "/admin/health"): "get_health",
     ("get", "/admin"): "admin_page",
     ("get", "/admin/projections"): "list_projections",
     ("post", "/admin/projections/{name}/rebuild"): "rebuild_projection",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from flask.testing import FlaskClient
 
+from app.config import Settings
 from tests.support import Env, wait_for, web_server, workers
 from tests.test_api import ORDER
 from tests.test_faults import _groups
@@ -97,3 +102,22 @@ def test_logs_are_json_lines_carrying_the_request_id_through_the_workers(fresh_e
         found = wait_for(traced, what=f"the {worker} to log the request id")
     assert found[0]["correlation_id"] == f"trace-{worker}" and found[0]["stream_id"] == order_id
     assert {"timestamp", "level", "logger", "event"} <= set(found[0])
+
+
+def test_migrations_started_together_apply_once(base_settings: Settings) -> None:
+    """Two launchers starting at once both migrate: one waits for the other, neither fails."""
+    from tests.support import BIN, admin, database_url_for
+
+    name = f"os_migrate_{uuid.uuid4().hex[:10]}"
+    admin(base_settings.database_url, f'CREATE DATABASE "{name}"')
+    try:
+        env = {**os.environ, "DATABASE_URL": database_url_for(base_settings.database_url, name),
+               "REDIS_URL": base_settings.redis_url}  # fmt: skip
+        runs = [subprocess.Popen([str(BIN / "orderstream"), "migrate"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT) for _ in range(3)]  # fmt: skip
+        outputs = [run.communicate(timeout=120)[0].decode() for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], outputs
+        with psycopg.connect(env["DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+    finally:
+        admin(base_settings.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,10 +1,10 @@
-"""The `orderstream` command: run the whole service, apply migrations, run one worker process."""
+"""The `orderstream` command: run the whole service (app/launcher.py), apply migrations, run one
+worker process, manage tokens."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,32 +28,25 @@ def service_env() -> Iterator[dict[str, str]]:
         return
     if given:
         raise click.UsageError("set both DATABASE_URL and REDIS_URL, or neither to use the embedded servers")
-    from app.embedded import DATA_DIR, embedded_services
+    from app.embedded import DATA_DIR
+    from app.servers import embedded_services
 
     click.echo(f"DATABASE_URL and REDIS_URL are unset: using the embedded PostgreSQL and Redis in {DATA_DIR}")
     with embedded_services() as env:
         yield env
 
 
-def _run_child(argv: list[str], env: dict[str, str], stop_is_success: bool = False) -> int:
+def _run_child(argv: list[str], env: dict[str, str]) -> int:
     """Run a child to completion. Ctrl-C reaches it through the terminal and SIGTERM is passed on;
-    either way we wait for it to finish stopping (for `run`, a stop someone asked for is success)."""
+    either way we wait for it to finish stopping."""
     child = subprocess.Popen(argv, env={**os.environ, **env})
-    asked_to_stop = False
-
-    def _forward(signum: int, _frame: object) -> None:
-        nonlocal asked_to_stop
-        asked_to_stop = True
-        child.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, _forward)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: child.send_signal(signum))
     try:
         while True:
             try:
-                code = child.wait()
-                return 0 if asked_to_stop and stop_is_success else code
+                return child.wait()
             except KeyboardInterrupt:
-                asked_to_stop = True  # the child got the same SIGINT from the terminal
+                pass  # the child got the same SIGINT from the terminal: wait for it to stop
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -71,35 +64,37 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--concurrency", default="", help="honcho concurrency, e.g. projector=2,relay=2")
+@click.option("--concurrency", default="", help="how many of each Procfile process, e.g. projector=2,relay=2")
 def run(concurrency: str) -> None:
-    """Start web, relay, projector and rq worker as one supervised group (honcho + Procfile)."""
+    """Start every process of the Procfile under supervisord (a crash is a restart, not an outage)."""
+    from app.launcher import run as launch
+
     given_token = os.environ.get("ORDERSTREAM_ADMIN_TOKEN")
     if given_token:  # refused before anything starts, rather than by each process as it boots
         try:
             check_admin_token(given_token)
         except InsecureAdminToken as exc:
             raise click.ClickException(str(exc)) from exc
-    with service_env() as env:
-        schema.upgrade(env["DATABASE_URL"])
-        port = os.environ.get("PORT", "8000")
-        base = f"http://127.0.0.1:{port}"
-        if os.environ.get("ORDERSTREAM_ADMIN_TOKEN"):
-            token_line = "  Admin token   from ORDERSTREAM_ADMIN_TOKEN"
-        else:
-            token_line = f"  Admin token   {_development_token(env['DATABASE_URL'])}  (development; Authorize in /docs)"
-        click.echo(
-            f"\n  API           {base}/orders\n  Swagger UI    {base}/docs\n  OpenAPI       {base}/openapi.json"
-            f"\n  rq-dashboard  {base}/rq  (user: anything, password: the token)\n{token_line}"
-            "\n\n  Ctrl-C stops everything.\n"
-        )
-        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-        argv = [honcho, "-f", str(REPO / "Procfile"), "-d", str(REPO), "start", "-p", port]
-        if concurrency:
-            argv += ["-c", concurrency]
-        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-        code = _run_child(argv, {**env, "PATH": path, **_metrics_dir()}, stop_is_success=True)
-    sys.exit(code)
+    try:
+        sys.exit(launch(concurrency, _banner))
+    except ValueError as exc:  # a --concurrency naming no process of the Procfile
+        raise click.BadParameter(str(exc), param_hint="--concurrency") from exc
+
+
+def _banner(env: dict[str, str]) -> None:
+    """Where everything is (once the database is migrated, before the processes start)."""
+    base = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+    if os.environ.get("ORDERSTREAM_ADMIN_TOKEN"):
+        token_line = "  Admin token   from ORDERSTREAM_ADMIN_TOKEN"
+    else:
+        token_line = f"  Admin token   {_development_token(env['DATABASE_URL'])}  (development; Authorize in /docs)"
+    click.echo(
+        f"\n  API           {base}/orders\n  Swagger UI    {base}/docs\n  OpenAPI       {base}/openapi.json"
+        f"\n  rq-dashboard  {base}/rq  (user: anything, password: the token)\n  Admin         {base}/admin"
+        f"\n{token_line}\n  Processes     {Path(sys.executable).parent / 'supervisorctl'} -c"
+        f" {env['ORDERSTREAM_RUN_DIR']}/supervisord.conf status"
+        "\n\n  Ctrl-C stops everything.\n"
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -185,18 +180,6 @@ def tokens_revoke(name: str) -> None:
     if not revoke_token(make_engine(Settings.from_env(), pool_size=1), name):
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {name}")
-
-
-def _metrics_dir() -> dict[str, str]:
-    """One fresh directory shared by every process's metrics, so one scrape of /metrics sees all."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return {}
-    from app.embedded import DATA_DIR
-
-    directory = DATA_DIR / "metrics"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 
 def _development_token(database_url: str) -> str:

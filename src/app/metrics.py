@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from flask import Flask, Response, g, request
@@ -22,10 +22,16 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
+from app.process_events import read_records
+from app.supervision import pid_alive
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
@@ -75,15 +81,38 @@ def registry() -> CollectorRegistry:
         forget_exited_processes(Path(directory))
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
+        collected.register(ProcessRecords())
         return collected
     return REGISTRY
+
+
+class ProcessRecords(Collector):
+    """The supervised processes' restarts and failures, as the event listener recorded them
+    (app/process_events.py), for this instance and the embedded servers it uses."""
+
+    def collect(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "orderstream_process_restarts", "Times supervisord started a process again after it exited unasked",
+            labels=["process"],
+        )  # fmt: skip
+        failed = GaugeMetricFamily(
+            "orderstream_process_failed", "1 while a process is given up (it kept crashing, or could not start)",
+            labels=["process"],
+        )  # fmt: skip
+        for variable in ("ORDERSTREAM_RUN_DIR", "ORDERSTREAM_SERVERS_DIR"):
+            directory = os.environ.get(variable)
+            for name, record in read_records(Path(directory)).items() if directory else ():
+                restarts.add_metric([name], record.get("restarts", 0))
+                failed.add_metric([name], 1 if record.get("failed") else 0)
+        yield restarts
+        yield failed
 
 
 def forget_exited_processes(directory: Path) -> None:
     """Drop the live gauges of processes that no longer exist (their counters stay: totals only grow)."""
     for path in directory.glob("gauge_live*.db"):
         match = _LIVE_GAUGE_FILE.fullmatch(path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             path.unlink(missing_ok=True)  # another scrape, or gunicorn's child_exit, may be at it too
 
 
@@ -94,16 +123,6 @@ def forget_process(pid: int, directory: str | None = None) -> None:
     if directory:
         for path in Path(directory).glob(f"gauge_live*_{pid}.db"):
             path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def initialise(event_types: Iterable[str], projections: Iterable[str]) -> None:

@@ -1,10 +1,12 @@
-"""Chaos run: steady command load over HTTP while projectors and relays are killed and restarted
-and Redis is killed (losing up to a second of writes) and started again, at random intervals.
+"""Chaos run: steady command load over HTTP while projectors and relays are killed and Redis is
+killed (losing up to a second of writes) and started again, at random intervals. The service runs as
+`make run` runs it (`orderstream run`, two relays and two projectors): supervisord, not this run,
+starts again what it kills.
 
 At the end it waits for the projections to settle and checks that every committed event is reflected
 exactly once (the projection equals a rebuild from the log), and that no command got a 5xx.
 
-Projectors restart under a new consumer name (host and pid, as in production) and the idle claim
+Projectors come back under a new consumer name (host and pid, as in production) and the idle claim
 time is the shipped 30 s: a dead projector's entries come back only by being taken over (heartbeats,
 workers/liveness.py); each projector kill happens mid-batch where it can be caught so. How long a
 recovery takes is measured for every fault: from the moment it was injected until the projection
@@ -40,9 +42,10 @@ from app import schema
 from app.config import Settings
 from app.embedded import free_port
 from app.streams import stream_keys
+from app.supervision import Supervisor, socket_url
 from tests.faults import RedisServer
 from tests.projections import rebuilt, snapshot
-from tests.support import BIN, GUNICORN, Env, answers, isolated_env, wait_for
+from tests.support import BIN, Env, answers, isolated_env, wait_for
 
 ITEM = {"sku": "A", "quantity": 1, "unit_price": "2.50"}
 GROUP = "order_summaries"  # the projectors' group (the default projection)
@@ -180,64 +183,82 @@ _BEHIND = (
 
 
 class Cluster:
-    """web + 2 relays + 2 projectors on one environment, each process restartable."""
+    """`orderstream run --concurrency relay=2,projector=2` on one environment: what `make run` runs,
+    supervisord restarting whatever the run kills (the run only kills; it never starts anything)."""
 
     def __init__(self, env: Env, port: int, logs: Path) -> None:
         self.env, self.port, self.logs = env, port, logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.specs = {
-            "web": [*GUNICORN, "-b", f"127.0.0.1:{port}", "wsgi:app"],
-            "relay-1": [str(BIN / "orderstream"), "relay"],
-            "relay-2": [str(BIN / "orderstream"), "relay"],
-            # No --name: a restarted projector is a new consumer (host and pid), as in production.
-            "projector-1": [str(BIN / "orderstream"), "projector"],
-            "projector-2": [str(BIN / "orderstream"), "projector"],
-        }
-        self.log = open(os.devnull, "wb")  # noqa: SIM115
+        self.log = logs / "orderstream-run.log"
+        self.launcher: subprocess.Popen[bytes] | None = None
 
-    def start(self, name: str) -> None:
-        # The shipped claim idle time (30 s): only the heartbeat takeover can bring entries back sooner.
-        env = self.env.process_env(ORDERSTREAM_CLAIM_IDLE_MS="30000", ORDERSTREAM_RETENTION_INTERVAL_MS="500")
-        out = (self.logs / f"{name}-{time.monotonic_ns()}.log").open("wb") if "projector" in name else self.log
-        self.procs[name] = subprocess.Popen(
-            self.specs[name], env=env, cwd=Path(__file__).resolve().parents[2], stdout=out, stderr=out
-        )
+    def start_all(self) -> None:
+        # The shipped claim idle time (30 s): only the heartbeat takeover can bring entries back sooner;
+        # the crash-loop limit raised: this run kills the same process far more often than any crash loop.
+        env = self.env.process_env(
+            PORT=str(self.port), ORDERSTREAM_DATA_DIR=str(self.logs / "data"), ORDERSTREAM_CLAIM_IDLE_MS="30000",
+            ORDERSTREAM_RETENTION_INTERVAL_MS="500", ORDERSTREAM_CRASH_LOOP_EXITS="1000", WEB_CONCURRENCY="2",
+        )  # fmt: skip
+        self.launcher = subprocess.Popen(
+            [str(BIN / "orderstream"), "run", "--concurrency", "relay=2,projector=2"], env=env,
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
 
-    def kill(self, name: str) -> None:
-        self.procs[name].kill()
-        self.procs[name].wait(10)
+    @property
+    def supervisor(self) -> Supervisor:
+        assert self.launcher is not None
+        return Supervisor(socket_url(self.logs / "data" / "run" / str(self.launcher.pid)))
 
-    def kill_mid_batch(self, name: str, patience: float = 1.0) -> int:
+    def pid(self, name: str) -> int:
+        """The pid of a supervised process (relay.1, projector.2, ...), once it runs (never 0: a
+        signal to pid 0 would reach this run's own process group)."""
+        return int(wait_for(lambda: next(p["pid"] for p in self.supervisor.processes() if p["name"] == name),
+                            timeout=30, what=f"{name} to have a pid"))  # fmt: skip
+
+    def kill(self, name: str) -> int:
+        """kill -9 a process; its pid."""
+        pid = self.pid(name)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def restarted(self, name: str, killed: int) -> None:
+        """Wait until supervisord runs the process again (under a new pid)."""
+
+        def running() -> bool:
+            return any(p["name"] == name and p["statename"] == "RUNNING" and p["pid"] != killed
+                       for p in self.supervisor.processes())  # fmt: skip
+
+        wait_for(running, timeout=30, what=f"{name} to run again")
+
+    def kill_mid_batch(self, name: str, patience: float = 1.0) -> tuple[int, int]:
         """kill -9 a projector, if it can be caught within `patience` holding entries it read and has not
-        acknowledged (frozen with SIGSTOP for each look); returns how many it held."""
-        proc, consumer, deadline = self.procs[name], self.consumer(name), time.monotonic() + patience
+        acknowledged (frozen with SIGSTOP for each look); its pid, and how many it held."""
+        pid, deadline = self.pid(name), time.monotonic() + patience
         while True:
-            proc.send_signal(signal.SIGSTOP)
-            held = _pending(self.env, consumer) or 0
+            os.kill(pid, signal.SIGSTOP)
+            held = _pending(self.env, self.consumer(pid)) or 0
             if held or time.monotonic() > deadline:
                 break
-            proc.send_signal(signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
             time.sleep(0.01)
-        self.kill(name)
-        return held
+        os.kill(pid, signal.SIGKILL)
+        return pid, held
 
-    def consumer(self, name: str) -> str:
-        """The consumer name a projector process reads under (it was started without --name)."""
-        return f"{socket.gethostname()}-{self.procs[name].pid}"
+    @staticmethod
+    def consumer(pid: int) -> str:
+        """The consumer name a projector process reads under (host and pid)."""
+        return f"{socket.gethostname()}-{pid}"
 
     def live_consumers(self) -> set[str]:
-        return {self.consumer(name) for name in self.procs if name.startswith("projector")}
+        return {self.consumer(p["pid"]) for p in self.supervisor.processes() if p["name"].startswith("projector")}
 
     def taken_over(self) -> set[str]:
         """The consumers whose entries a projector took over, as the projectors logged it."""
-        found = (TAKEN_OVER.findall(log.read_text(errors="replace")) for log in self.logs.glob("projector-*.log"))
-        return {name for names in found for name in names}
+        return set(TAKEN_OVER.findall(self.log.read_text(errors="replace")))
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            proc.wait(30)
+        if self.launcher is not None and self.launcher.poll() is None:
+            self.launcher.send_signal(signal.SIGTERM)
+            self.launcher.wait(120)
 
 
 def drive(base: str, token: str, stop: threading.Event, report: Report, lock: threading.Lock) -> None:
@@ -280,7 +301,7 @@ def drive(base: str, token: str, stop: threading.Event, report: Report, lock: th
 
 def inject(cluster: Cluster, redis_server: RedisServer, stop: threading.Event, report: Report, rng: random.Random,
            recoveries: Recoveries) -> None:  # fmt: skip
-    """Kill and restart projectors and relays, kill and start Redis, at random intervals."""
+    """Kill projectors and relays (supervisord restarts them), kill and start Redis, at random intervals."""
     while not stop.wait(rng.uniform(1.0, 4.0)):
         kind = rng.choice(["projector killed", "relay killed", "redis killed"])
         began, dead, left_pending = time.monotonic(), None, 0
@@ -289,14 +310,13 @@ def inject(cluster: Cluster, redis_server: RedisServer, stop: threading.Event, r
             stop.wait(rng.uniform(0.5, 3.0))
             redis_server.start()
         else:
-            name = f"{kind.split()[0]}-{rng.randint(1, 2)}"
+            name = f"{kind.split()[0]}.{rng.randint(1, 2)}"
             if kind == "projector killed":  # mid-batch if possible: the case a takeover is for
-                dead = cluster.consumer(name)
-                left_pending = cluster.kill_mid_batch(name)
+                pid, left_pending = cluster.kill_mid_batch(name)
+                dead = cluster.consumer(pid)
             else:
-                cluster.kill(name)
-            stop.wait(rng.uniform(0.2, 2.0))
-            cluster.start(name)
+                pid = cluster.kill(name)
+            cluster.restarted(name, pid)  # supervisord starts it again: the fault is over when it runs
         report.faults[kind] += 1
         recoveries.record(kind, began, dead, left_pending)
 
@@ -367,10 +387,9 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
            report: Report, logs: Path) -> None:  # fmt: skip
     port = free_port()
     cluster = Cluster(env, port, logs)
-    for name in cluster.specs:
-        cluster.start(name)
+    cluster.start_all()
     base_url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(f"{base_url}/healthz"), timeout=60, interval=0.2, what="the web process")
+    wait_for(lambda: answers(f"{base_url}/healthz"), timeout=90, interval=0.2, what="orderstream run to serve")
     stop, lock, recoveries = threading.Event(), threading.Lock(), Recoveries(env)
     token = env.settings.admin_token or ""
     threads = [threading.Thread(target=drive, args=(base_url, token, stop, report, lock)) for _ in range(clients)]

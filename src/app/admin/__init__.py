@@ -1,5 +1,6 @@
-"""Operator endpoints under /admin: dead letters, background jobs, projections and rebuilds, the
-relay and the streams, and one page that shows it all at a glance. Every one needs an admin token."""
+"""Operator endpoints under /admin: the instance's processes, dead letters, background jobs,
+projections and rebuilds, the relay and the streams, and one page that shows it all at a glance.
+Every one needs an admin token."""
 
 from app.api import Blueprint
 
@@ -7,4 +8,4 @@ blp = Blueprint(
     "admin", __name__, url_prefix="/admin", description="Operating orderstream", template_folder="templates"
 )
 
-from app.admin import dead_letters, jobs, projections, status  # noqa: E402,F401  (their routes join blp)
+from app.admin import dead_letters, jobs, processes, projections, status  # noqa: E402,F401  (their routes join blp)

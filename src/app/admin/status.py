@@ -95,11 +95,14 @@ class Overview(MethodView):
     @operation("admin_page")
     def get(self) -> Any:
         """The same at a glance, as a page for people"""
+        from app.admin.processes import process_states
         from app.admin.projections import projection_states
 
-        return Response(
-            render_template(
-                "admin.html", relay=relay_status(), streams=streams_status(), projections=projection_states()
-            ),
-            mimetype="text/html",
+        page = render_template(
+            "admin.html",
+            health=process_states(),
+            relay=relay_status(),
+            streams=streams_status(),
+            projections=projection_states(),
         )
+        return Response(page, mimetype="text/html")
