@@ -40,8 +40,8 @@ access_log_format = (
 def post_worker_init(worker):
     """The app's own logs as JSON, like every other orderstream process; gunicorn's own refusals
     (malformed requests, 414, 431) as problem+json, like the app's."""
-    from app.gunicorn_errors import answer_refusals_as_problems
-    from app.logs import configure_logging
+    from app.platform.gunicorn_errors import answer_refusals_as_problems
+    from app.platform.logs import configure_logging
 
     configure_logging()
     answer_refusals_as_problems()
@@ -49,6 +49,6 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the multiprocess metrics."""
-    from app.metrics import forget_process
+    from app.platform.metrics import forget_process
 
     forget_process(worker.pid)

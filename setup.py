@@ -22,7 +22,7 @@ setup(
         "rq-dashboard>=0.8,<0.10",
         "six",  # rq-dashboard 0.9 imports it without declaring it
         "gunicorn>=23,<28",
-        "supervisor>=4.2,<5",  # orderstream run: every process supervised (app/supervision.py)
+        "supervisor>=4.2,<5",  # orderstream run: every process supervised (app/processes/supervision.py)
         "psutil>=5.9",  # orderstream run stops what a dead supervisord left behind
         "tenacity>=8,<10",
         "tqdm>=4.66,<5",
@@ -55,5 +55,5 @@ setup(
             "psutil>=5.9",
         ],
     },
-    entry_points={"console_scripts": ["orderstream=app.cli:main"]},
+    entry_points={"console_scripts": ["orderstream=app.entry.cli:main"]},
 )

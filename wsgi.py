@@ -1,5 +1,5 @@
 """WSGI entry point: `gunicorn wsgi:app`."""
 
-from app.factory import create_app
+from app.entry.factory import create_app
 
 app = create_app()

@@ -37,7 +37,7 @@ from load import (  # type: ignore[import-not-found]
     wait_up,
 )
 
-from app.embedded import free_port
+from app.processes.embedded import free_port
 
 
 @contextmanager

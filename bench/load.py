@@ -50,8 +50,8 @@ RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "src"))
 
 from app import schema  # noqa: E402
-from app.embedded import free_port  # noqa: E402
-from app.streams import stream_key_for  # noqa: E402
+from app.eventlog.streams import stream_key_for  # noqa: E402
+from app.processes.embedded import free_port  # noqa: E402
 
 BODY = json.dumps(
     {"customer_id": "bench", "currency": "EUR", "items": [{"sku": "A-1", "quantity": 2, "unit_price": "9.99"}]}

@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from app import schema  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db import make_engine  # noqa: E402
-from app.streams import stream_keys  # noqa: E402
+from app.eventlog.streams import stream_keys  # noqa: E402
+from app.platform.config import Settings  # noqa: E402
+from app.platform.db import make_engine  # noqa: E402
 from queries.projector import ORDER_SUMMARIES  # noqa: E402
 from workers.consumer import ConsumerGroupRunner  # noqa: E402
 from workers.relay import Relay  # noqa: E402

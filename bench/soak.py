@@ -54,8 +54,8 @@ from load import (
     wait_up,
 )
 
-from app import schema
-from app.embedded import free_port
+from app.platform import schema
+from app.processes.embedded import free_port
 
 MIB = 1024 * 1024
 

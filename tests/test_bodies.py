@@ -8,7 +8,7 @@ import json
 import requests
 from flask import Flask
 
-from app.factory import create_app
+from app.entry.factory import create_app
 from tests.routes import VALID_BODIES, our_routes
 from tests.support import Env, api_client, wait_for, web_server, workers
 from tests.test_api import ORDER, events_of, place

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from app.config import Settings
+from app.platform.config import Settings
 from tests.chaos.run import run
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.config import Settings
-from app.embedded import free_port
-from app.factory import create_app
-from app.streams import encode_entry, stream_key_for, stream_keys
+from app.entry.factory import create_app
+from app.eventlog.streams import encode_entry, stream_key_for, stream_keys
+from app.platform.config import Settings
+from app.processes.embedded import free_port
 from tests.faults import REDIS_SERVER
 from tests.projections import rebuilt, snapshot
 from tests.support import Env, api_client, isolated_env, wait_for, workers

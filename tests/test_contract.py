@@ -16,8 +16,8 @@ import pytest
 import requests
 from flask import Flask
 
-from app.factory import create_app
-from app.tokens import create_token
+from app.entry.factory import create_app
+from app.platform.tokens import create_token
 from queries.schemas import OrderSchema
 from tests.support import BIN, Env, api_client, wait_for, web_server, workers
 from tests.test_api import ORDER, events_of, place

@@ -10,7 +10,7 @@ from hypothesis import given as hypothesis_given
 from hypothesis import settings, target
 from hypothesis import strategies as st
 
-from app.events import (
+from app.eventlog.events import (
     EVENT_TYPES,
     SCHEMA_VERSIONS,
     ItemAdded,
@@ -24,7 +24,7 @@ from app.events import (
     from_payload,
     to_payload,
 )
-from app.money import InvalidAmount, check_decimal_string, format_amount, minor_units, parse_amount
+from app.eventlog.money import InvalidAmount, check_decimal_string, format_amount, minor_units, parse_amount
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
 from commands.order import MAX_LINES, Order
 

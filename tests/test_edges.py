@@ -12,7 +12,7 @@ import pytest
 import requests
 from flask import Flask
 
-from app.factory import create_app
+from app.entry.factory import create_app
 from tests.routes import routes
 from tests.support import Env, api_client, web_server
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from app import eventstore
-from app.events import ItemAdded, Line, OrderCreated
+from app.eventlog import store as eventstore
+from app.eventlog.events import ItemAdded, Line, OrderCreated
 from tests.support import Env
 
 META = {"request_id": "r-1", "correlation_id": "c-1", "causation_id": None, "actor": "test"}

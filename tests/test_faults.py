@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import text
 
-from app.config import Settings
-from app.db import driver, make_engine, pipelined_transaction
-from app.factory import create_app
+from app.entry.factory import create_app
+from app.platform.config import Settings
+from app.platform.db import driver, make_engine, pipelined_transaction
 from tests.faults import RedisServer, TcpProxy
 from tests.projections import rebuilt, snapshot
 from tests.support import Env, api_client, isolated_env, wait_for, workers
@@ -351,7 +351,7 @@ def test_trimming_waits_for_an_expected_group_that_does_not_exist_yet(fresh_env:
 def test_after_postgresql_drops_every_connection_at_most_one_request_fails(env: Env) -> None:
     """A restart or failover kills every pooled connection at once: the first request to find out
     answers 503, and takes the whole stale pool with it, so the next ones get fresh connections."""
-    from app.db import driver
+    from app.platform.db import driver
 
     app = create_app(env.settings)
     client = api_client(app)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from app.events import catalogue_markdown
+from app.eventlog.events import catalogue_markdown
 from tests.support import Env
 from tests.test_api import ORDER, place
 
@@ -123,7 +123,7 @@ def test_the_catalogue_page_is_current_and_in_the_openapi_document(client: Flask
 
 
 def test_the_feed_never_passes_an_event_whose_transaction_commits_late(client: FlaskClient, env: Env) -> None:
-    from app import eventstore
+    from app.eventlog import store as eventstore
     from tests.test_eventstore import META, created
 
     start = client.get("/events?limit=1000").json["next"]

@@ -20,8 +20,8 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.factory import create_app
-from app.validation import IDENTIFIER_PATTERN, FullMatch
+from app.entry.factory import create_app
+from app.platform.validation import IDENTIFIER_PATTERN, FullMatch
 from commands.schemas import SKU_PATTERN
 from tests.routes import VALID_BODIES, our_routes, routes
 from tests.support import Env, api_client, wait_for, workers

@@ -17,10 +17,10 @@ import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.events import EVENT_TYPES
-from app.launcher import REPO
-from app.metrics import METHODS
-from app.supervision import read_procfile
+from app.eventlog.events import EVENT_TYPES
+from app.platform.metrics import METHODS
+from app.processes.launcher import REPO
+from app.processes.supervision import read_procfile
 from queries.projections import PROJECTIONS
 from tests.support import Env, wait_for, web_server, workers
 from tests.test_api import ORDER
@@ -143,16 +143,18 @@ def test_gauges_of_processes_that_exited_are_dropped_counters_kept(fresh_env: En
 
 def exited_gauge_files(directory: Path) -> list[Path]:
     """Live-gauge files of processes that no longer exist."""
-    from app.supervision import pid_alive
+    import psutil
 
-    return [path for path in directory.glob("gauge_live*.db") if not pid_alive(int(path.stem.rsplit("_", 1)[1]))]
+    return [
+        path for path in directory.glob("gauge_live*.db") if not psutil.pid_exists(int(path.stem.rsplit("_", 1)[1]))
+    ]
 
 
 def test_dropping_an_exited_processes_gauges_is_safe_from_every_side_at_once(tmp_path: Path) -> None:
     """Scrapes and gunicorn's arbiter may drop the same files together: none of them may fail."""
     import threading
 
-    from app.metrics import forget_exited_processes, forget_process
+    from app.platform.metrics import forget_exited_processes, forget_process
 
     dead = 2**22 + 12345  # beyond the default pid_max: no process has it
     errors: list[BaseException] = []
@@ -187,7 +189,7 @@ def test_a_real_prometheus_scrapes_it(fresh_env: Env, metrics_env: dict[str, str
                 static_configs: [{{targets: ["{base.removeprefix('http://')}"]}}]
             """))  # fmt: skip
         assert subprocess.run([PROMTOOL or "", "check", "config", str(config)], capture_output=True).returncode == 0
-        from app.embedded import free_port
+        from app.processes.embedded import free_port
 
         port = free_port()
         server = subprocess.Popen(

@@ -21,7 +21,7 @@ import marshmallow as ma
 import pytest
 from flask import Flask
 
-from app.api import GLOBAL_HEADERS
+from app.platform.api import GLOBAL_HEADERS
 from tests.support import BIN, Env, wait_for, web_server, workers
 from tests.test_api import ORDER
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from app.config import Settings
+from app.platform.config import Settings
 from tests.support import Env, wait_for, web_server, workers
 from tests.test_api import ORDER
 from tests.test_faults import _groups
@@ -28,7 +28,7 @@ def test_health_and_readiness_are_public(client: FlaskClient, env: Env) -> None:
 
 
 def test_readiness_fails_when_migrations_are_behind(fresh_env: Env) -> None:
-    from app.factory import create_app
+    from app.entry.factory import create_app
 
     with fresh_env.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0003'")
@@ -38,7 +38,7 @@ def test_readiness_fails_when_migrations_are_behind(fresh_env: Env) -> None:
 
 
 def test_admin_api_shows_relay_streams_and_projections(fresh_env: Env) -> None:
-    from app.factory import create_app
+    from app.entry.factory import create_app
     from tests.support import api_client
 
     client = api_client(create_app(fresh_env.settings))
@@ -84,7 +84,7 @@ def test_one_scrape_sees_the_web_the_relay_and_the_projector(fresh_env: Env, tmp
 
 @pytest.mark.parametrize("worker", ["relay", "projector"])
 def test_logs_are_json_lines_carrying_the_request_id_through_the_workers(fresh_env: Env, worker: str) -> None:
-    from app.factory import create_app
+    from app.entry.factory import create_app
     from tests.support import api_client
 
     client = api_client(create_app(fresh_env.settings))

@@ -12,9 +12,9 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import text
 
-from app import eventstore
-from app.events import ItemAdded, ItemRemoved, PaymentProcessed
-from app.streams import encode_entry, stream_key_for
+from app.eventlog import store as eventstore
+from app.eventlog.events import ItemAdded, ItemRemoved, PaymentProcessed
+from app.eventlog.streams import encode_entry, stream_key_for
 from commands.order import Order
 from queries.projector import ORDER_SUMMARIES
 from tests.projections import rebuilt, snapshot

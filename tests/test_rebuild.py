@@ -6,7 +6,7 @@ import subprocess
 import threading
 from typing import Any
 
-from app.factory import create_app
+from app.entry.factory import create_app
 from tests.projections import rebuilt, snapshot
 from tests.support import BIN, Env, api_client, wait_for, workers
 from tests.test_api import ORDER

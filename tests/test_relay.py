@@ -9,8 +9,8 @@ import uuid
 from collections import defaultdict
 from decimal import Decimal
 
-from app import eventstore
-from app.events import ItemAdded
+from app.eventlog import store as eventstore
+from app.eventlog.events import ItemAdded
 from tests.support import Env, in_thread, stream_entries, wait_for, workers
 from tests.test_eventstore import META, created
 from workers.relay import Relay
@@ -91,7 +91,7 @@ def test_a_loss_seen_while_publishing_survives_a_crash_before_the_repair(fresh_e
     """Redis loses a stream; the next publish finds out, and the relay's PostgreSQL connection dies
     before it has queued the lost event again. The next leader must still see the loss and publish
     the event again: the new order's entry must not have hidden it."""
-    from app.streams import partition_of
+    from app.eventlog.streams import partition_of
 
     env, stop = fresh_env, threading.Event()
     partitions = env.settings.stream_partitions

@@ -22,8 +22,8 @@ import psutil
 import pytest
 import requests
 
-from app.embedded import free_port
-from app.supervision import Supervisor, socket_url
+from app.processes.embedded import free_port
+from app.processes.supervision import Supervisor, socket_url
 from tests.support import BIN, answers, wait_for
 from tests.test_api import ORDER
 

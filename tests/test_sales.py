@@ -9,7 +9,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from app.factory import create_app
+from app.entry.factory import create_app
 from tests.support import Env, api_client, wait_for, workers
 from tests.test_api import ORDER
 

@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy
 from flask import Flask
 
-from app.config import InsecureAdminToken, Settings
-from app.factory import create_app
-from app.tokens import InvalidTokenName, check_token_name, create_token
+from app.entry.factory import create_app
+from app.platform.config import InsecureAdminToken, Settings
+from app.platform.tokens import InvalidTokenName, check_token_name, create_token
 from tests.routes import routes
 from tests.support import BIN, Env, api_client
 from tests.test_api import ORDER, place
@@ -214,7 +214,7 @@ def test_the_cli_refuses_a_reserved_token_name(env: Env) -> None:
 
 
 def test_a_token_stored_under_a_reserved_name_before_names_were_checked_is_refused(app: Flask, env: Env) -> None:
-    from app.tokens import hash_token
+    from app.platform.tokens import hash_token
 
     token = f"os_{uuid.uuid4().hex}"
     with env.engine.begin() as conn:

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app import eventstore
-from app.events import (
+from app.eventlog import store as eventstore
+from app.eventlog.events import (
     Event,
     ItemAdded,
     ItemRemoved,
@@ -24,7 +24,7 @@ from app.events import (
     PaymentProcessed,
     RecordedEvent,
 )
-from app.streams import encode_entry, stream_key_for
+from app.eventlog.streams import encode_entry, stream_key_for
 from queries.projections import PROJECTIONS
 from queries.projector import ORDER_SUMMARIES
 from tests.projections import rebuilt, snapshot

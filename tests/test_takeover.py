@@ -20,10 +20,10 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from app import eventstore
-from app.config import Settings
-from app.events import ItemAdded
-from app.streams import StreamsClient, consumer_key, stream_keys
+from app.eventlog import store as eventstore
+from app.eventlog.events import ItemAdded
+from app.eventlog.streams import StreamsClient, consumer_key, stream_keys
+from app.platform.config import Settings
 from tests.faults import RedisServer
 from tests.support import Env, isolated_env, wait_for, workers
 from tests.test_eventstore import META

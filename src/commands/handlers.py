@@ -10,9 +10,9 @@ from typing import Any, Union
 
 from sqlalchemy import Connection
 
-from app import eventstore
-from app.events import Event, Line
-from app.money import parse_amount
+from app.eventlog import store as eventstore
+from app.eventlog.events import Event, Line
+from app.eventlog.money import parse_amount
 from commands.errors import OrderNotFound, VersionMismatch
 from commands.order import Order
 

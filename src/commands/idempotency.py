@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app.db import driver
+from app.platform.db import driver
 
 KEY_PATTERN = r"[\x21-\x7e]{1,255}"
 KEY = re.compile(KEY_PATTERN)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from app.events import (
+from app.eventlog.events import (
     Event,
     ItemAdded,
     ItemRemoved,
@@ -23,7 +23,7 @@ from app.events import (
     PaymentProcessed,
     ProductShipped,
 )
-from app.money import AMOUNT_LIMIT, format_amount
+from app.eventlog.money import AMOUNT_LIMIT, format_amount
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
 
 MAX_LINES = 100

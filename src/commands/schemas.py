@@ -1,4 +1,4 @@
-"""Command payloads as marshmallow schemas; unknown fields are refused (app.validation)."""
+"""Command payloads as marshmallow schemas; unknown fields are refused (app.platform.validation)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from app.api import ResponseSchema
-from app.money import AMOUNT_PATTERN, ISO_4217, InvalidAmount, check_decimal_string
-from app.validation import BoundedList, FullMatch, StrictSchema, identifier, text
+from app.eventlog.money import AMOUNT_PATTERN, ISO_4217, InvalidAmount, check_decimal_string
+from app.platform.api import ResponseSchema
+from app.platform.validation import BoundedList, FullMatch, StrictSchema, identifier, text
 from commands.order import MAX_LINES, MAX_QUANTITY
 
 SERVICE_LEVELS = ["standard", "express", "next_day"]

@@ -10,16 +10,16 @@ from flask import Response, g, json, request, url_for
 from flask.views import MethodView
 from sqlalchemy import Connection
 
-from app.api import Blueprint, operation
-from app.body import NO_BODY, request_json
-from app.conditions import EntityTags, EntityTagsField, describe
-from app.db import pipelined_transaction
-from app.eventstore import ConcurrencyError
-from app.metrics import EVENTS_APPENDED
-from app.money import InvalidAmount
-from app.problems import problem, problem_responses
-from app.validation import EmptySchema, FullMatch
-from app.web import engine, event_metadata, settings
+from app.eventlog.money import InvalidAmount
+from app.eventlog.store import ConcurrencyError
+from app.platform.api import Blueprint, operation
+from app.platform.body import NO_BODY, request_json
+from app.platform.conditions import EntityTags, EntityTagsField, describe
+from app.platform.db import pipelined_transaction
+from app.platform.metrics import EVENTS_APPENDED
+from app.platform.problems import problem, problem_responses
+from app.platform.validation import EmptySchema, FullMatch
+from app.platform.web import engine, event_metadata, settings
 from commands import handlers, idempotency
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded, OrderNotFound, VersionMismatch
 from commands.schemas import (

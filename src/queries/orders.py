@@ -9,8 +9,8 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, Engine, Row, func, select
 
-from app.db import autocommit, driver
-from app.money import format_amount
+from app.eventlog.money import format_amount
+from app.platform.db import autocommit, driver
 from queries.tables import order_summaries
 
 

@@ -1,6 +1,6 @@
 """Every read model, by name: the routing table the workers and the rebuilds use."""
 
-from app.projection import Projection
+from app.eventlog.projection import Projection
 from queries.projector import ORDER_SUMMARIES
 from queries.sales import SALES_STATS
 

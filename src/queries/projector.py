@@ -21,8 +21,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
 
-from app.db import driver
-from app.events import (
+from app.eventlog.events import (
     ItemAdded,
     ItemRemoved,
     OrderCancelled,
@@ -32,7 +31,8 @@ from app.events import (
     ProductShipped,
     RecordedEvent,
 )
-from app.projection import Projection
+from app.eventlog.projection import Projection
+from app.platform.db import driver
 from queries.tables import as_json, insert_rows_sql, order_items, order_summaries, replace_all
 
 _TOUCH = "version = :version, last_position = :position, updated_at = :at"

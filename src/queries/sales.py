@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app.events import OrderCancelled, OrderCreated, PaymentProcessed, RecordedEvent
-from app.money import format_amount
-from app.projection import Projection
+from app.eventlog.events import OrderCancelled, OrderCreated, PaymentProcessed, RecordedEvent
+from app.eventlog.money import format_amount
+from app.eventlog.projection import Projection
 from queries import tables
 from queries.tables import as_json, insert_rows, sales_daily, sales_orders
 

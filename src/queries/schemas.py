@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from app.api import ResponseSchema
+from app.platform.api import ResponseSchema
 
 STATUSES = ["pending", "paid", "shipped", "delivered", "cancelled"]
 

@@ -9,10 +9,10 @@ import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
-from app.api import Blueprint, ResponseSchema, operation
-from app.money import ISO_4217
-from app.problems import problem_responses
-from app.web import engine
+from app.eventlog.money import ISO_4217
+from app.platform.api import Blueprint, ResponseSchema, operation
+from app.platform.problems import problem_responses
+from app.platform.web import engine
 from queries import sales
 
 blp = Blueprint("stats", __name__, description="Sales statistics (the sales_stats read model)")

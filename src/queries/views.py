@@ -11,10 +11,10 @@ from flask.views import MethodView
 from flask_smorest import abort
 from werkzeug.exceptions import NotFound, PreconditionFailed
 
-from app.api import Blueprint, operation
-from app.conditions import EntityTags, EntityTagsField, describe
-from app.problems import problem_responses
-from app.web import engine, settings, waiting_slot
+from app.platform.api import Blueprint, operation
+from app.platform.conditions import EntityTags, EntityTagsField, describe
+from app.platform.problems import problem_responses
+from app.platform.web import engine, settings, waiting_slot
 from queries import orders
 from queries.schemas import OrderFilterSchema, OrderSchema, OrderSummarySchema
 

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-from app import eventstore
-from app.db import driver
-from app.events import RecordedEvent
-from app.projection import Projection
+from app.eventlog import store as eventstore
+from app.eventlog.events import RecordedEvent
+from app.eventlog.projection import Projection
+from app.platform.db import driver
 
 
 def apply_batch(

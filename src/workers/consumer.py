@@ -31,13 +31,13 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, text
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from app.config import Settings
-from app.db import TRANSIENT_DB_ERRORS, pipelined_transaction
-from app.events import RecordedEvent
-from app.logs import event_context
-from app.metrics import DEAD_LETTERS, ENTRIES_TAKEN_OVER, EVENTS_APPLIED
-from app.projection import Projection
-from app.streams import StreamsClient, consumer_key, dead_letter_key, decode_entry, stream_keys
+from app.eventlog.events import RecordedEvent
+from app.eventlog.projection import Projection
+from app.eventlog.streams import StreamsClient, consumer_key, dead_letter_key, decode_entry, stream_keys
+from app.platform.config import Settings
+from app.platform.db import TRANSIENT_DB_ERRORS, pipelined_transaction
+from app.platform.logs import event_context
+from app.platform.metrics import DEAD_LETTERS, ENTRIES_TAKEN_OVER, EVENTS_APPLIED
 from workers import deadletters, liveness
 from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay

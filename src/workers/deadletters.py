@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from app import eventstore
-from app.events import RecordedEvent
-from app.logs import event_context
-from app.projection import Projection
+from app.eventlog import store as eventstore
+from app.eventlog.events import RecordedEvent
+from app.eventlog.projection import Projection
+from app.platform.logs import event_context
 from workers.checkpoints import apply_batch
 
 log = logging.getLogger(__name__)

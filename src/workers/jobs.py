@@ -7,9 +7,9 @@ from typing import Any
 import structlog
 from rq import get_current_job
 
-from app.config import Settings
-from app.db import make_engine
-from app.logs import configure_logging
+from app.platform.config import Settings
+from app.platform.db import make_engine
+from app.platform.logs import configure_logging
 from queries.projections import PROJECTIONS
 from workers import deadletters
 from workers.rebuild import RebuildTracker, rebuild

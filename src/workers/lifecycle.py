@@ -28,6 +28,6 @@ def consumer_name() -> str:
 
 
 def configure_logging() -> None:
-    from app.logs import configure_logging as configure
+    from app.platform.logs import configure_logging as configure
 
     configure()

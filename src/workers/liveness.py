@@ -1,6 +1,6 @@
 """Which consumers of a group are alive: a heartbeat key each, and the takeover of a dead one's entries.
 
-A running consumer refreshes `{prefix}:consumers:{group}:{consumer}` (app.streams.consumer_key) every
+A running consumer refreshes `{prefix}:consumers:{group}:{consumer}` (app.eventlog.streams.consumer_key) every
 heartbeat interval from a thread of its own, with a time to live of three intervals. The thread does
 not wait for batches, so a consumer that is slow inside one (a lock, a long transaction) stays alive;
 one that is killed, frozen or cut off from Redis stops refreshing, and its key expires.
@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import redis
 
-from app.streams import StreamsClient
+from app.eventlog.streams import StreamsClient
 
 log = logging.getLogger(__name__)
 TTL_IN_BEATS = 3  # a key outlives two missed beats

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from app.config import Settings
-from app.db import make_engine
-from app.streams import streams_client
+from app.eventlog.streams import streams_client
+from app.platform.config import Settings
+from app.platform.db import make_engine
 from queries.projections import PROJECTIONS
 from workers.consumer import ConsumerGroupRunner
 from workers.lifecycle import configure_logging, consumer_name, stop_on_signals

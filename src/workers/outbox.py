@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
-from app.db import driver
-from app.events import RecordedEvent
-from app.eventstore import COLUMNS
-from app.streams import EntryId
+from app.eventlog.events import RecordedEvent
+from app.eventlog.store import COLUMNS
+from app.eventlog.streams import EntryId
+from app.platform.db import driver
 
 _UNPUBLISHED = (
     f"SELECT {', '.join('e.' + c for c in COLUMNS.split(', '))} FROM outbox o"

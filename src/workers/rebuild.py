@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from app import eventstore
-from app.metrics import REBUILD_PROGRESS
-from app.projection import Projection
+from app.eventlog import store as eventstore
+from app.eventlog.projection import Projection
+from app.platform.metrics import REBUILD_PROGRESS
 from workers.checkpoints import apply_batch
 from workers.replay import Progress, count_events, replay
 

@@ -25,12 +25,20 @@ import psycopg
 import redis
 from sqlalchemy import Connection, Engine, text
 
-from app.config import Settings
-from app.db import TRANSIENT_DB_ERRORS, autocommit
-from app.events import RecordedEvent
-from app.logs import event_context
-from app.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
-from app.streams import EntryId, StreamsClient, encode_entry, format_entry_id, parse_entry_id, partition_of, stream_keys
+from app.eventlog.events import RecordedEvent
+from app.eventlog.streams import (
+    EntryId,
+    StreamsClient,
+    encode_entry,
+    format_entry_id,
+    parse_entry_id,
+    partition_of,
+    stream_keys,
+)
+from app.platform.config import Settings
+from app.platform.db import TRANSIENT_DB_ERRORS, autocommit
+from app.platform.logs import event_context
+from app.platform.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
 from commands import idempotency
 from workers import outbox
 from workers.retention import acknowledged_below, lost_entries, stream_status

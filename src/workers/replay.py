@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import Connection, Engine, text
 
-from app.db import TRANSIENT_DB_ERRORS, autocommit, driver
-from app.events import RecordedEvent, frozen
-from app.projection import Projection
+from app.eventlog.events import RecordedEvent, frozen
+from app.eventlog.projection import Projection
+from app.platform.db import TRANSIENT_DB_ERRORS, autocommit, driver
 from workers.checkpoints import apply_batch
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from app.streams import EntryId, StreamsClient, parse_entry_id
+from app.eventlog.streams import EntryId, StreamsClient, parse_entry_id
 
 
 def acknowledged_below(client: StreamsClient, key: str, expected: tuple[str, ...]) -> EntryId | None:

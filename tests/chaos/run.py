@@ -38,11 +38,11 @@ from typing import Any
 import redis
 import requests
 
-from app import schema
-from app.config import Settings
-from app.embedded import free_port
-from app.streams import stream_keys
-from app.supervision import Supervisor, socket_url
+from app.eventlog.streams import stream_keys
+from app.platform import schema
+from app.platform.config import Settings
+from app.processes.embedded import free_port
+from app.processes.supervision import Supervisor, socket_url
 from tests.faults import RedisServer
 from tests.projections import rebuilt, snapshot
 from tests.support import BIN, Env, answers, isolated_env, wait_for

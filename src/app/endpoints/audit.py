@@ -1,0 +1,156 @@
+"""Audit and time travel: a read-only blueprint over the event log (not over projections).
+
+History is folded by the same Order aggregate the command side decides with, so "the order as it
+was" can never disagree with what the commands saw at the time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+from flask import url_for
+from flask.views import MethodView
+from sqlalchemy import text
+from werkzeug.exceptions import NotFound, UnprocessableEntity
+
+from app.eventlog.events import EVENT_TYPES, RecordedEvent
+from app.eventlog.money import format_amount
+from app.eventlog.store import COLUMNS
+from app.platform.api import Blueprint, ResponseSchema, operation
+from app.platform.problems import problem_responses
+from app.platform.web import engine
+from commands.order import Order
+
+blp = Blueprint("audit", __name__, description="Audit and time travel over the event log (read-only)")
+
+MAX_LIMIT = 1000
+
+
+class EnvelopeSchema(ResponseSchema):
+    event_id = ma.fields.UUID(required=True)
+    stream_id = ma.fields.String(required=True)
+    version = ma.fields.Integer(required=True)
+    position = ma.fields.Integer(required=True)
+    type = ma.fields.String(required=True)
+    schema_version = ma.fields.Integer(required=True)
+    payload = ma.fields.Dict(required=True, metadata={"description": "as stored, in its schema version"})
+    metadata = ma.fields.Dict(required=True, metadata={"description": "request_id, correlation_id, actor, ..."})
+    recorded_at = ma.fields.DateTime(required=True)
+
+
+class FeedArgsSchema(ma.Schema):
+    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, 2**62))
+    limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(1, MAX_LIMIT))
+    type = ma.fields.String(validate=ma.validate.OneOf(sorted(EVENT_TYPES)))
+
+
+class FeedSchema(ResponseSchema):
+    events = ma.fields.List(ma.fields.Nested(EnvelopeSchema), required=True)
+    next = ma.fields.String(
+        required=True, metadata={"description": "the next page; empty when there is nothing after it yet"}
+    )
+
+
+class HistoryArgsSchema(ma.Schema):
+    at = ma.fields.AwareDateTime(metadata={"description": "RFC 3339 time, e.g. 2026-11-27T10:00:00Z"})
+    version = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
+
+
+class HistoricLineSchema(ResponseSchema):
+    sku = ma.fields.String(required=True)
+    quantity = ma.fields.Integer(required=True)
+    unit_price = ma.fields.String(required=True)
+
+
+class HistoricOrderSchema(ResponseSchema):
+    order_id = ma.fields.UUID(required=True)
+    version = ma.fields.Integer(required=True)
+    as_of = ma.fields.DateTime(required=True, metadata={"description": "recorded time of the last event folded"})
+    status = ma.fields.String(required=True)
+    customer_id = ma.fields.String(required=True)
+    currency = ma.fields.String(required=True)
+    items = ma.fields.List(ma.fields.Nested(HistoricLineSchema), required=True)
+    total = ma.fields.String(required=True)
+    paid_amount = ma.fields.String(required=True)
+
+
+def _envelopes(sql: str, params: dict[str, Any]) -> list[RecordedEvent]:
+    with engine().connect() as conn:
+        return [
+            RecordedEvent(**row) for row in conn.execute(text(f"SELECT {COLUMNS} FROM events {sql}"), params).mappings()
+        ]
+
+
+@blp.route("/events")
+class Feed(MethodView):
+    @blp.arguments(FeedArgsSchema(), location="query")
+    @blp.response(200, FeedSchema)
+    @operation("list_events")
+    def get(self, args: dict[str, Any]) -> Any:
+        """The global event feed in position order, with a cursor (`next`) to page on"""
+        # Only events of transactions older than every running one: a position whose transaction has
+        # not committed yet may be lower than those served, and the cursor would pass it for good.
+        where = "WHERE position > :after AND tx < pg_snapshot_xmin(pg_current_snapshot())"
+        where += " AND type = :type" if args.get("type") else ""
+        events = _envelopes(f"{where} ORDER BY position LIMIT :limit", args)
+        after = events[-1].position if events else args["after"]
+        query = {"after": after, "limit": args["limit"], **({"type": args["type"]} if args.get("type") else {})}
+        next_url = url_for("audit.Feed", **query)
+        return {"events": events, "next": next_url}, 200, {"Link": f'<{next_url}>; rel="next"'}
+
+
+@blp.route("/orders/<uuid:order_id>/events")
+class OrderEvents(MethodView):
+    @blp.response(200, EnvelopeSchema(many=True))
+    @problem_responses(blp, {404: "no such order"})
+    @operation("list_order_events")
+    def get(self, order_id: Any) -> Any:
+        """One order's full history, with each event's metadata"""
+        events = _envelopes("WHERE stream_id = :s ORDER BY version", {"s": str(order_id)})
+        if not events:
+            raise NotFound(f"no order {order_id}")
+        return events
+
+
+@blp.route("/orders/<uuid:order_id>/history")
+class OrderHistory(MethodView):
+    @blp.arguments(HistoryArgsSchema(), location="query")
+    @blp.response(200, HistoricOrderSchema)
+    @problem_responses(blp, {404: "the order did not exist at that time or version"})
+    @operation("get_order_history")
+    def get(self, args: dict[str, Any], order_id: Any) -> Any:
+        """The order as it was at a time (`at`) or a version (`version`), folded from the log"""
+        if "at" in args and "version" in args:
+            raise UnprocessableEntity("give either at or version, not both")
+        sql, params = "WHERE stream_id = :s", {"s": str(order_id)}
+        if "at" in args:
+            sql, params = sql + " AND recorded_at <= :at", {**params, "at": args["at"]}
+        if "version" in args:
+            sql, params = sql + " AND version <= :v", {**params, "v": args["version"]}
+        events = _envelopes(sql + " ORDER BY version", params)
+        if not events or ("version" in args and events[-1].version < args["version"]):
+            raise NotFound(f"order {order_id} did not exist at {_when(args)}")
+        return _state(Order.fold(str(order_id), [e.domain_event() for e in events]), events[-1].recorded_at)
+
+
+def _when(args: dict[str, Any]) -> str:
+    return f"version {args['version']}" if "version" in args else str(args.get("at", "any time"))
+
+
+def _state(order: Order, as_of: datetime) -> dict[str, Any]:
+    return {
+        "order_id": order.id,
+        "version": order.version,
+        "as_of": as_of,
+        "status": order.status.value,
+        "customer_id": order.customer_id,
+        "currency": order.currency,
+        "items": [
+            {"sku": x.sku, "quantity": x.quantity, "unit_price": format_amount(x.unit_price, order.currency)}
+            for x in sorted(order.lines.values(), key=lambda line: line.sku)
+        ],
+        "total": format_amount(order.total, order.currency),
+        "paid_amount": format_amount(order.paid_amount, order.currency),
+    }

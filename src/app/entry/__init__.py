@@ -1,0 +1,1 @@
+"""Entry points, the composition root: create_app() and the orderstream CLI."""

@@ -1,0 +1,121 @@
+"""create_app(): the composition root of the web process."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from flask import Flask, redirect
+from redis import Redis
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from app.eventlog.events import EVENT_TYPES, catalogue
+from app.eventlog.streams import streams_client
+from app.platform.api import Api
+from app.platform.auth import install_auth
+from app.platform.body import install_input_guard
+from app.platform.browsers import install_browser_rules
+from app.platform.config import Settings
+from app.platform.dashboard import install_dashboard
+from app.platform.db import make_engine
+from app.platform.limits import install_rate_limits
+from app.platform.metrics import install_metrics
+from app.platform.parameters import AsciiIntegerConverter, install_parameter_check
+from app.platform.problems import install_unavailable
+from app.platform.web import install_request_ids
+from app.processes.records import ProcessRecords
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app: API blueprints, OpenAPI + Swagger UI (local assets), rq-dashboard."""
+    import rq_dashboard
+
+    from app.endpoints.admin import blp as admin_blp
+    from app.endpoints.audit import blp as audit_blp
+    from app.endpoints.health import blp as health_blp
+    from commands.views import blp as commands_blp
+    from queries.projections import PROJECTIONS
+    from queries.stats_views import blp as stats_blp
+    from queries.views import blp as queries_blp
+
+    blueprints = (commands_blp, queries_blp, stats_blp, audit_blp, admin_blp, health_blp)
+
+    settings = settings or Settings.from_env()
+    # The app's static files are Swagger UI's (5.x, from the flask-swagger-ui wheel, so /docs works
+    # offline and reads OpenAPI 3.1).
+    app = Flask("orderstream", static_folder=swagger_ui_dist(), static_url_path="/static/swagger-ui")
+    app.config.from_object(rq_dashboard.default_settings)
+    app.config.update(
+        API_TITLE="orderstream",
+        API_VERSION="1",
+        # 3.1: a nullable reference is anyOf [$ref, {type: null}], which client generators type as
+        # `Shipment | None` (3.0's nullable cannot sit beside a $ref).
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/swagger-ui/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Event-sourced order management. Commands append events; queries read projections."
+            },
+            "x-event-catalogue": catalogue(),
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "a token from `orderstream tokens create NAME --role reader|writer|admin`",
+                    }
+                }
+            },
+        },
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        RQ_DASHBOARD_REDIS_URL=settings.redis_url,
+    )
+    app.extensions["orderstream"] = {
+        "settings": settings,
+        "engine": make_engine(settings),
+        "redis": Redis.from_url(settings.redis_url),
+        "streams": streams_client(settings),
+        "waiting_reads": threading.BoundedSemaphore(settings.max_waiting_reads),
+    }
+    if settings.trusted_proxies:  # the client's address (for the failed-login limit) as the proxy saw it
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
+            x_host=settings.trusted_proxies,
+        )  # fmt: skip
+    # The order of these is the order every request meets them: nothing judges a request before
+    # it is authenticated, and nothing reads its body before the input guard.
+    install_metrics(
+        app, event_types=sorted(EVENT_TYPES), projections=sorted(PROJECTIONS), collectors=[ProcessRecords()]
+    )
+    install_request_ids(app)
+    install_browser_rules(app)
+    install_auth(app, settings)
+    install_rate_limits(app, settings)
+    install_input_guard(app, frozenset(blp.name for blp in blueprints))
+    install_parameter_check(app, frozenset(blp.name for blp in blueprints))
+    install_unavailable(app)
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before any rule is added
+
+    api = Api(app)
+    for blp in blueprints:
+        api.register_blueprint(blp)
+
+    install_dashboard(app, rq_dashboard)
+
+    @app.get("/")
+    def _index() -> Response:
+        return redirect("/docs")
+
+    return app
+
+
+def swagger_ui_dist() -> str:
+    """Swagger UI's files as the flask-swagger-ui wheel ships them."""
+    import flask_swagger_ui
+
+    return str(Path(flask_swagger_ui.__file__).parent / "dist")

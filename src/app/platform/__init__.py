@@ -1,0 +1,1 @@
+"""The HTTP platform: configuration, database, Redis clients, auth, limits, problems, metrics, logs."""

@@ -1,0 +1,1 @@
+"""Running the service: supervisord from the Procfile, the embedded servers, the launcher."""
