@@ -8,7 +8,7 @@ consumer group:
   event (psycopg executemany, one transaction per batch), XACK; nothing else;
 - orderstream's projector: the `orderstream projector` runner (ConsumerGroupRunner of
   order_summaries, in this process), stepping until it has acknowledged every entry: decoding,
-  checkpoints, the set-based projector, one transaction per batch, XACK.
+  checkpoints, the projection's batch apply, one transaction per batch, XACK.
 It prints both rates and their ratio and writes bench/results/projector.json.
 
     make bench-projector BENCH_ARGS="--events 200000"
@@ -36,7 +36,7 @@ from app import schema  # noqa: E402
 from app.eventlog.streams import stream_keys  # noqa: E402
 from app.platform.config import Settings  # noqa: E402
 from app.platform.db import make_engine  # noqa: E402
-from queries.projector import ORDER_SUMMARIES  # noqa: E402
+from queries.order_summaries import ORDER_SUMMARIES  # noqa: E402
 from workers.consumer import ConsumerGroupRunner  # noqa: E402
 from workers.relay import Relay  # noqa: E402
 

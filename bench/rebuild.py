@@ -5,8 +5,8 @@ delivered), then in the same run measures
 - the bare baseline: read the same events in batches by position and upsert one row per event,
   nothing else (psycopg executemany, one transaction per batch);
 - orderstream's rebuild of order_summaries: shadow tables, apply_batch per batch (checkpoints, then
-  the projector's set-based batch handler: the batch folded in memory onto the rows it touches,
-  written back with one statement per table), catch-up and swap.
+  the projection's apply: the batch folded in memory onto the rows it touches, written back with
+  one statement per table), catch-up and swap.
 It prints the rates, their ratio, and how each rate holds over the log (per tenth of the events), and
 writes them to bench/results/rebuild.json.
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 from app import schema  # noqa: E402
 from app.platform.config import Settings  # noqa: E402
 from app.platform.db import make_engine  # noqa: E402
-from queries.projector import ORDER_SUMMARIES  # noqa: E402
+from queries.order_summaries import ORDER_SUMMARIES  # noqa: E402
 from workers.rebuild import rebuild  # noqa: E402
 from workers.replay import Progress  # noqa: E402
 

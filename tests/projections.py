@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.eventlog.events import RecordedEvent
-from queries.projector import ORDER_SUMMARIES
+from queries.order_summaries import ORDER_SUMMARIES
 from tests.support import Env
 from workers.checkpoints import apply_batch
 
@@ -23,8 +23,8 @@ def snapshot(env: Env) -> dict[str, list[dict[str, Any]]]:
 
 
 def rebuilt(env: Env) -> dict[str, list[dict[str, Any]]]:
-    """What the projection holds when built from the whole log in position order, event by event through
-    the per-event handlers (the reference the set-based path must equal; rolled back after)."""
+    """What the projection holds when built from the whole log in position order, as one batch (what a
+    rebuild does; the reference the live projection must equal; rolled back after)."""
     with env.engine.connect() as conn, conn.begin() as tx:
         conn.execute(text("DELETE FROM order_items; DELETE FROM order_summaries; DELETE FROM projection_checkpoints"))
         rows = conn.execute(
@@ -33,7 +33,7 @@ def rebuilt(env: Env) -> dict[str, list[dict[str, Any]]]:
                 " recorded_at FROM events ORDER BY position"
             )
         ).mappings()
-        apply_batch(conn, ORDER_SUMMARIES, [RecordedEvent(**r) for r in rows], set_based=False)
+        apply_batch(conn, ORDER_SUMMARIES, [RecordedEvent(**r) for r in rows])
         result = {table: [dict(r) for r in conn.execute(text(sql)).mappings()] for table, sql in ROWS.items()}
         tx.rollback()
     return result

@@ -16,7 +16,7 @@ from app.eventlog import store as eventstore
 from app.eventlog.events import ItemAdded, ItemRemoved, PaymentProcessed
 from app.eventlog.streams import encode_entry, stream_key_for
 from commands.order import Order
-from queries.projector import ORDER_SUMMARIES
+from queries.order_summaries import ORDER_SUMMARIES
 from tests.projections import rebuilt, snapshot
 from tests.support import Env, in_thread, wait_for, workers
 from tests.test_eventstore import META, created

@@ -1,4 +1,6 @@
-"""Set-based batch application: the same rows as the per-event handlers, whatever the batch holds."""
+"""Batches of any size: a projection folds the log into the same rows whether it meets the events one
+at a time, in batches cut anywhere (out of order, redelivered, with gaps filled from the event
+store), or all at once as a rebuild does. Against real PostgreSQL; every run is rolled back."""
 
 from __future__ import annotations
 
@@ -7,13 +9,17 @@ import random
 import threading
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from app.eventlog import store as eventstore
 from app.eventlog.events import (
+    SCHEMA_VERSIONS,
     Event,
     ItemAdded,
     ItemRemoved,
@@ -22,11 +28,13 @@ from app.eventlog.events import (
     OrderCreated,
     OrderDelivered,
     PaymentProcessed,
+    ProductShipped,
     RecordedEvent,
+    to_payload,
 )
 from app.eventlog.streams import encode_entry, stream_key_for
+from queries.order_summaries import ORDER_SUMMARIES
 from queries.projections import PROJECTIONS
-from queries.projector import ORDER_SUMMARIES
 from tests.projections import rebuilt, snapshot
 from tests.support import Env
 from tests.test_eventstore import META
@@ -103,14 +111,22 @@ def the_log(env: Env) -> list[RecordedEvent]:
         return [RecordedEvent(**row) for row in rows]
 
 
-def applied(env: Env, batches: list[list[RecordedEvent]], set_based: bool) -> dict[str, list[dict[str, Any]]]:
-    """Both projections' rows after applying the batches one transaction each (all rolled back after)."""
+def applied(env: Env, batches: list[list[RecordedEvent]]) -> dict[str, list[dict[str, Any]]]:
+    """Both projections' rows after applying the batches one after the other (all rolled back after)."""
     with env.engine.connect() as conn, conn.begin() as tx:
+        rows = applied_on(conn, batches)
+        tx.rollback()
+    return rows
+
+
+def applied_on(conn: Connection, batches: list[list[RecordedEvent]]) -> dict[str, list[dict[str, Any]]]:
+    """applied() inside the caller's transaction, undone after (a savepoint)."""
+    with conn.begin_nested() as savepoint:
         for batch in batches:
             for projection in PROJECTIONS.values():
-                apply_batch(conn, projection, batch, set_based)
+                apply_batch(conn, projection, batch)
         rows = tables(conn)
-        tx.rollback()
+        savepoint.rollback()
     return rows
 
 
@@ -118,7 +134,7 @@ def tables(conn: Connection) -> dict[str, list[dict[str, Any]]]:
     return {table: [dict(r) for r in conn.execute(text(sql)).mappings()] for table, sql in TABLES.items()}
 
 
-def test_a_batch_of_new_and_known_orders_duplicates_and_gaps_gives_the_per_event_rows(fresh_env: Env) -> None:
+def test_a_batch_of_new_and_known_orders_duplicates_and_gaps_gives_the_rows_of_batches_of_one(fresh_env: Env) -> None:
     ids = a_log(fresh_env)
     log = the_log(fresh_env)
     first = [e for e in log if e.stream_id != ids["yen"] and e.version <= 2]  # these orders exist afterwards
@@ -127,9 +143,9 @@ def test_a_batch_of_new_and_known_orders_duplicates_and_gaps_gives_the_per_event
     second = rest + random.sample([e for e in log if e != gap], 8)  # redeliveries, of either batch
     random.shuffle(second)
 
-    reference = applied(fresh_env, [first, second], set_based=False)
-    assert applied(fresh_env, [first, second], set_based=True) == reference
-    assert applied(fresh_env, [log], set_based=True) == reference  # one batch: a rebuild's view
+    reference = applied(fresh_env, [[event] for event in log])  # one event at a time, in log order
+    assert applied(fresh_env, [first, second]) == reference
+    assert applied(fresh_env, [log]) == reference  # one batch: a rebuild's view
 
     summaries = {r["order_id"]: r for r in reference["order_summaries"]}
     shipped = summaries[uuid.UUID(ids["shipped"])]
@@ -150,7 +166,86 @@ def test_a_batch_of_new_and_known_orders_duplicates_and_gaps_gives_the_per_event
     assert checkpoints == {(p, e.stream_id): e.version for p in PROJECTIONS for e in log}  # the last version wins
 
 
-def test_a_replay_in_small_batches_gives_the_per_event_rows(fresh_env: Env) -> None:
+MONEY = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000"), places=2)
+SKUS = st.sampled_from("ABC")
+
+
+@st.composite
+def an_order(draw: st.DrawFn) -> list[Event]:
+    """An order's events: created, then anything (a projection does not check the transitions)."""
+    o = str(uuid.uuid4())
+    skus = draw(st.lists(SKUS, unique=True, max_size=2))
+    lines = tuple(Line(sku, draw(st.integers(1, 5)), draw(MONEY)) for sku in skus)
+    later = st.one_of(
+        st.builds(ItemAdded, st.just(o), SKUS, st.integers(1, 5), MONEY),
+        st.builds(ItemRemoved, st.just(o), SKUS),
+        st.builds(PaymentProcessed, st.just(o), MONEY, st.just("p")),
+        st.builds(ProductShipped, st.just(o), st.just("DHL"), st.just("T-1"), st.sampled_from(["standard", "express"])),
+        st.builds(OrderDelivered, st.just(o)),
+        st.builds(OrderCancelled, st.just(o), st.just("r"), st.none() | MONEY),
+    )
+    created = OrderCreated(o, draw(st.sampled_from(["c-1", "c-2"])), draw(st.sampled_from(["EUR", "JPY"])), lines)
+    return [created, *draw(st.lists(later, max_size=6))]
+
+
+@st.composite
+def a_log_and_its_delivery(draw: st.DrawFn) -> tuple[list[Event], list[int], list[list[int]]]:
+    """Orders interleaved into one log, minutes between its events (so they span days), and a delivery
+    of it in batches: each event in any batch, in any order within it, some delivered twice."""
+    orders = draw(st.lists(an_order(), min_size=1, max_size=4))
+    turns = draw(st.permutations([n for n, order in enumerate(orders) for _ in order]))
+    queues = [iter(order) for order in orders]
+    log = [next(queues[n]) for n in turns]
+    minutes = draw(st.lists(st.integers(0, 1500), min_size=len(log), max_size=len(log)))
+    count = draw(st.integers(1, len(log)))
+    batches: list[list[int]] = [[] for _ in range(count)]
+    for index in range(len(log)):
+        batches[draw(st.integers(0, count - 1))].append(index)
+    for index in draw(st.lists(st.integers(0, len(log) - 1), max_size=5)):  # redeliveries
+        batches[draw(st.integers(0, count - 1))].append(index)
+    return log, minutes, [draw(st.permutations(batch)) for batch in batches]
+
+
+def recorded(conn: Connection, log: list[Event], minutes: list[int]) -> list[RecordedEvent]:
+    """The log appended to the event store (inside the caller's transaction), with these times."""
+    at, versions, positions = datetime(2026, 1, 1, tzinfo=UTC), dict[str, int](), []
+    for event, gap in zip(log, minutes, strict=True):
+        at += timedelta(minutes=gap)
+        versions[event.order_id] = versions.get(event.order_id, 0) + 1
+        kind = type(event).__name__
+        positions += conn.execute(
+            text(
+                "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, metadata,"
+                " recorded_at) VALUES (gen_random_uuid(), :s, :v, :t, :sv, CAST(:p AS jsonb), '{}', :at)"
+                " RETURNING position"
+            ),
+            {"s": event.order_id, "v": versions[event.order_id], "t": kind, "sv": SCHEMA_VERSIONS[kind],
+             "p": json.dumps(to_payload(event)), "at": at},
+        ).scalars().all()  # fmt: skip
+    rows = conn.execute(
+        text(f"SELECT {eventstore.COLUMNS} FROM events WHERE position = ANY(:p) ORDER BY position"), {"p": positions}
+    ).mappings()
+    return [RecordedEvent(**row) for row in rows]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=a_log_and_its_delivery())
+def test_any_delivery_in_batches_gives_the_rows_of_batches_of_one_and_of_a_rebuild(
+    env: Env, drawn: tuple[list[Event], list[int], list[list[int]]]
+) -> None:
+    log_events, minutes, delivery = drawn
+    with env.engine.connect() as conn, conn.begin() as tx:
+        log = recorded(conn, log_events, minutes)
+        one_at_a_time = applied_on(conn, [[event] for event in log])
+        rebuild = applied_on(conn, [log])
+        delivered = applied_on(conn, [[log[index] for index in batch] for batch in delivery if batch])
+        tx.rollback()
+    assert delivered == one_at_a_time
+    assert rebuild == one_at_a_time
+    assert len(one_at_a_time["order_summaries"]) == len({e.order_id for e in log_events})
+
+
+def test_a_replay_in_small_batches_gives_the_rows_of_a_rebuild(fresh_env: Env) -> None:
     a_log(fresh_env)
     events = len(the_log(fresh_env))
     progress = replay(fresh_env.engine, ORDER_SUMMARIES, Progress(total=events), batch_size=4)
@@ -196,7 +291,7 @@ def test_the_replay_reads_the_envelopes_the_event_store_loads(fresh_env: Env) ->
     assert read[0] == RecordedEvent(**{f: getattr(read[0], f) for f in read[0].__dataclass_fields__})
 
 
-def test_a_poison_event_in_a_set_based_batch_is_dead_lettered_alone_the_rest_is_applied(fresh_env: Env) -> None:
+def test_a_poison_event_in_a_batch_is_dead_lettered_alone_the_rest_is_applied(fresh_env: Env) -> None:
     env = fresh_env
     ids = a_log(env)
     poison = str(uuid.uuid4())
@@ -223,7 +318,8 @@ def test_a_poison_event_in_a_set_based_batch_is_dead_lettered_alone_the_rest_is_
     with env.engine.connect() as conn, conn.begin() as tx:
         live = {t: rows for t, rows in tables(conn).items() if t in ("order_summaries", "order_items")}
         conn.execute(text("DELETE FROM order_items; DELETE FROM order_summaries; DELETE FROM projection_checkpoints"))
-        apply_batch(conn, PROJECTIONS["order_summaries"], healthy, set_based=False)
+        for event in healthy:  # one at a time
+            apply_batch(conn, PROJECTIONS["order_summaries"], [event])
         reference = {t: rows for t, rows in tables(conn).items() if t in ("order_summaries", "order_items")}
         tx.rollback()
     assert live == reference and len(live["order_summaries"]) == len(ids)

@@ -24,14 +24,9 @@ from app.eventlog.projection import Projection
 from app.platform.db import driver
 
 
-def apply_batch(
-    conn: Connection, projection: Projection, events: Sequence[RecordedEvent], set_based: bool = True
-) -> int:
-    """Apply the events each projection has not seen, in version order; returns how many were applied.
-
-    Set-based (the projection's batch handler: a few statements for the whole batch) unless
-    `set_based` is False or the projection has none: then event by event, through its handlers.
-    """
+def apply_batch(conn: Connection, projection: Projection, events: Sequence[RecordedEvent]) -> int:
+    """Apply the events the projection has not seen, in version order, as one batch (whatever its
+    size: one event is a batch of one); returns how many were applied."""
     by_stream: dict[str, list[RecordedEvent]] = defaultdict(list)
     for event in events:
         by_stream[event.stream_id].append(event)
@@ -59,7 +54,7 @@ def apply_batch(
         if version != start and stream_id not in new:
             moved[stream_id] = version
     if todo:
-        projection.apply_all(conn, todo, set_based, new_streams=new)
+        projection.apply(conn, todo, new)
     if moved:
         pg.execute(_MOVE, {"p": projection.name, "moved": json.dumps(moved)})
     return len(todo)

@@ -7,9 +7,9 @@
   taken over by the others within seconds, and its name is removed from the group. A consumer that
   is merely slow keeps its key, and its entries. As a fallback, any entry pending longer than
   `claim_idle_ms` is claimed by a live consumer (XAUTOCLAIM).
-- A batch is applied set-based (the projection's batch handler). One that fails for a reason other
-  than a lost connection is retried entry by entry through the per-event handlers, so one poison
-  entry cannot hold back the others. The poison entry stays pending and is claimed again after
+- A batch is applied in one go (the projection's `apply`). One that fails for a reason other than a
+  lost connection is retried entry by entry, each as a batch of one, so one poison entry cannot hold
+  back the others. The poison entry stays pending and is claimed again after
   `claim_idle_ms` (the backoff); after `max_deliveries` it goes to the dead letters.
 - A missing group or stream (Redis lost its data) is recreated from the start; the relay republishes
   whatever Redis lost.
@@ -306,7 +306,7 @@ class ConsumerGroupRunner:
         for entry in entries:
             key, entry_id, fields = entry
             try:
-                self._commit([decode_entry(fields)], set_based=False)
+                self._commit([decode_entry(fields)])
                 done.append(entry)
             except TRANSIENT:
                 self._ack(done)
@@ -334,12 +334,11 @@ class ConsumerGroupRunner:
             "retrying a batch after %r", state.outcome.exception() if state.outcome else None
         ),
     )
-    def _commit(self, events: list[RecordedEvent], set_based: bool = True) -> None:
+    def _commit(self, events: list[RecordedEvent]) -> None:
         """One transaction; pipelined where the projection allows it (its writes, the checkpoints'
         move and the COMMIT then cost one round trip together, not one each)."""
-        pipelined = set_based and self.projection.pipelined
-        with pipelined_transaction(self.engine) if pipelined else self.engine.begin() as conn:
-            applied = apply_batch(conn, self.projection, events, set_based)
+        with pipelined_transaction(self.engine) if self.projection.pipelined else self.engine.begin() as conn:
+            applied = apply_batch(conn, self.projection, events)
         EVENTS_APPLIED.labels(self.group).inc(applied)
         if log.isEnabledFor(logging.DEBUG):
             for event in events:

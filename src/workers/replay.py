@@ -82,9 +82,9 @@ def replay(
 ) -> Progress:
     """Replay every event after progress.last_position, until the log has no more (for now).
 
-    Batches are applied set-based, one transaction each. While one is applied, the next is read on
-    another connection (the log is append-only: reading ahead changes nothing it would see). A batch
-    that fails is retried event by event, through the per-event handlers, when `on_poison` is given,
+    Batches are applied one transaction each. While one is applied, the next is read on another
+    connection (the log is append-only: reading ahead changes nothing it would see). A batch that
+    fails is retried event by event, each as a batch of one, when `on_poison` is given,
     which receives each event that still fails (the others are applied); without it the failure is
     raised.
     """
@@ -129,7 +129,7 @@ def _apply(
         for event in events:
             try:
                 with _transaction(engine, schema) as conn:
-                    apply_batch(conn, projection, [event], set_based=False)
+                    apply_batch(conn, projection, [event])
             except TRANSIENT_DB_ERRORS:
                 raise
             except Exception as exc:
