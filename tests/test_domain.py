@@ -10,6 +10,7 @@ from hypothesis import given as hypothesis_given
 from hypothesis import settings, target
 from hypothesis import strategies as st
 
+from app.eventlog.codec import from_payload, to_payload
 from app.eventlog.events import (
     EVENT_TYPES,
     SCHEMA_VERSIONS,
@@ -21,8 +22,6 @@ from app.eventlog.events import (
     OrderDelivered,
     PaymentProcessed,
     ProductShipped,
-    from_payload,
-    to_payload,
 )
 from app.eventlog.money import InvalidAmount, check_decimal_string, format_amount, minor_units, parse_amount
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded

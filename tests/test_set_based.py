@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from app.eventlog import store as eventstore
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     Event,
     ItemAdded,
@@ -22,7 +23,6 @@ from app.eventlog.events import (
     OrderCreated,
     OrderDelivered,
     PaymentProcessed,
-    RecordedEvent,
 )
 from app.eventlog.streams import encode_entry, stream_key_for
 from queries.projections import PROJECTIONS

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
 
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     ItemAdded,
     ItemRemoved,
@@ -29,7 +30,6 @@ from app.eventlog.events import (
     OrderDelivered,
     PaymentProcessed,
     ProductShipped,
-    RecordedEvent,
 )
 from app.eventlog.projection import Projection
 from app.platform.db import driver

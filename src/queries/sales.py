@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app.eventlog.events import OrderCancelled, OrderCreated, PaymentProcessed, RecordedEvent
+from app.eventlog.envelope import RecordedEvent
+from app.eventlog.events import OrderCancelled, OrderCreated, PaymentProcessed
 from app.eventlog.money import format_amount
 from app.eventlog.projection import Projection
 from queries import tables

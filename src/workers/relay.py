@@ -25,7 +25,7 @@ import psycopg
 import redis
 from sqlalchemy import Connection, Engine, text
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.streams import (
     EntryId,
     StreamsClient,

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 
 Handler = Callable[[Connection, RecordedEvent, Any], None]
 BatchHandler = Callable[[Connection, Sequence[RecordedEvent], Collection[str]], None]
