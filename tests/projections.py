@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from queries.order_summaries import ORDER_SUMMARIES
 from tests.support import Env
 from workers.checkpoints import apply_batch

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from app.eventlog.events import catalogue_markdown
+from app.eventlog.catalogue import catalogue_markdown
 from tests.support import Env
 from tests.test_api import ORDER, place
 

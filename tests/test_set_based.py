@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from app.eventlog import store as eventstore
+from app.eventlog.codec import to_payload
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     SCHEMA_VERSIONS,
     Event,
@@ -29,8 +31,6 @@ from app.eventlog.events import (
     OrderDelivered,
     PaymentProcessed,
     ProductShipped,
-    RecordedEvent,
-    to_payload,
 )
 from app.eventlog.streams import encode_entry, stream_key_for
 from queries.order_summaries import ORDER_SUMMARIES

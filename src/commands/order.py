@@ -6,11 +6,10 @@ Decisions (`place`, `add_item`, ...) check the rules and return new events or ra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import Enum
-from typing import Any
+from typing import assert_never
 
 from app.eventlog.events import (
     Event,
@@ -20,6 +19,7 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderStatus,
     PaymentProcessed,
     ProductShipped,
 )
@@ -30,19 +30,11 @@ MAX_LINES = 100
 MAX_QUANTITY = 10_000
 
 
-class Status(Enum):
-    PENDING = "pending"
-    PAID = "paid"
-    SHIPPED = "shipped"
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
-
-
 @dataclass
 class Order:
     id: str
     version: int = 0
-    status: Status = Status.PENDING
+    status: OrderStatus = OrderStatus.PENDING
     customer_id: str = ""
     currency: str = ""
     lines: dict[str, Line] = field(default_factory=dict)
@@ -74,19 +66,19 @@ class Order:
         return [OrderCreated(order_id, customer_id, currency, tuple(merged.lines.values()))]
 
     def add_item(self, line: Line) -> list[Event]:
-        self._require(Status.PENDING, "add items to")
+        self._require(OrderStatus.PENDING, "add items to")
         self._check_line(line)
         self._check_total(self.total + line.quantity * line.unit_price)
         return [ItemAdded(self.id, line.sku, line.quantity, line.unit_price)]
 
     def remove_item(self, sku: str) -> list[Event]:
-        self._require(Status.PENDING, "remove items from")
+        self._require(OrderStatus.PENDING, "remove items from")
         if sku not in self.lines:
             raise ItemNotFound(f"order {self.id} has no item with SKU {sku!r}")
         return [ItemRemoved(self.id, sku)]
 
     def pay(self, amount: Decimal, reference: str) -> list[Event]:
-        self._require(Status.PENDING, "pay")
+        self._require(OrderStatus.PENDING, "pay")
         if self.total == 0:
             raise InvalidTransition("cannot pay an order whose total is zero")
         if amount != self.total:
@@ -94,20 +86,20 @@ class Order:
         return [PaymentProcessed(self.id, amount, reference)]
 
     def ship(self, carrier: str, tracking_number: str, service_level: str = "standard") -> list[Event]:
-        self._require(Status.PAID, "ship")
+        self._require(OrderStatus.PAID, "ship")
         return [ProductShipped(self.id, carrier, tracking_number, service_level)]
 
     def deliver(self) -> list[Event]:
-        self._require(Status.SHIPPED, "deliver")
+        self._require(OrderStatus.SHIPPED, "deliver")
         return [OrderDelivered(self.id)]
 
     def cancel(self, reason: str) -> list[Event]:
-        if self.status not in (Status.PENDING, Status.PAID):
+        if self.status not in (OrderStatus.PENDING, OrderStatus.PAID):
             raise InvalidTransition(f"cannot cancel an order that is {self.status.value}")
-        refund = self.paid_amount if self.status is Status.PAID else None
+        refund = self.paid_amount if self.status is OrderStatus.PAID else None
         return [OrderCancelled(self.id, reason, refund)]
 
-    def _require(self, status: Status, action: str) -> None:
+    def _require(self, status: OrderStatus, action: str) -> None:
         if self.status is not status:
             raise InvalidTransition(f"cannot {action} an order that is {self.status.value}")
 
@@ -133,8 +125,28 @@ class Order:
     # state changes -------------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
-        """Fold one event into the order's state."""
-        _APPLY[type(event)](self, event)
+        """Fold one event into the order's state. A `match` over the Event union, not a table: an
+        event type added to the union and not handled here fails mypy at assert_never."""
+        match event:
+            case OrderCreated():
+                self.customer_id, self.currency = event.customer_id, event.currency
+                self.lines = {line.sku: line for line in event.lines}
+            case ItemAdded():
+                self.lines[event.sku] = _merge(
+                    self.lines.get(event.sku), Line(event.sku, event.quantity, event.unit_price)
+                )
+            case ItemRemoved():
+                del self.lines[event.sku]
+            case PaymentProcessed():
+                self.status, self.paid_amount = OrderStatus.PAID, event.amount
+            case ProductShipped():
+                self.status = OrderStatus.SHIPPED
+            case OrderDelivered():
+                self.status = OrderStatus.DELIVERED
+            case OrderCancelled():
+                self.status = OrderStatus.CANCELLED
+            case _:
+                assert_never(event)
         self.version += 1
 
 
@@ -142,43 +154,3 @@ def _merge(current: Line | None, line: Line) -> Line:
     if current is None:
         return line
     return Line(line.sku, current.quantity + line.quantity, line.unit_price)
-
-
-def _created(order: Order, e: OrderCreated) -> None:
-    order.customer_id, order.currency = e.customer_id, e.currency
-    order.lines = {line.sku: line for line in e.lines}
-
-
-def _item_added(order: Order, e: ItemAdded) -> None:
-    order.lines[e.sku] = _merge(order.lines.get(e.sku), Line(e.sku, e.quantity, e.unit_price))
-
-
-def _item_removed(order: Order, e: ItemRemoved) -> None:
-    del order.lines[e.sku]
-
-
-def _paid(order: Order, e: PaymentProcessed) -> None:
-    order.status, order.paid_amount = Status.PAID, e.amount
-
-
-def _shipped(order: Order, e: ProductShipped) -> None:
-    order.status = Status.SHIPPED
-
-
-def _delivered(order: Order, e: OrderDelivered) -> None:
-    order.status = Status.DELIVERED
-
-
-def _cancelled(order: Order, e: OrderCancelled) -> None:
-    order.status = Status.CANCELLED
-
-
-_APPLY: dict[type, Callable[[Order, Any], None]] = {
-    OrderCreated: _created,
-    ItemAdded: _item_added,
-    ItemRemoved: _item_removed,
-    PaymentProcessed: _paid,
-    ProductShipped: _shipped,
-    OrderDelivered: _delivered,
-    OrderCancelled: _cancelled,
-}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.eventlog.events import OrderStatus
 from app.platform.api import ResponseSchema
 
-STATUSES = ["pending", "paid", "shipped", "delivered", "cancelled"]
+STATUSES = [status.value for status in OrderStatus]  # in lifecycle order, as the OpenAPI enum lists them
 
 
 class OrderFilterSchema(ma.Schema):

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from app.platform.db import driver
 

@@ -31,7 +31,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, text
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from app.eventlog.streams import StreamsClient, consumer_key, dead_letter_key, decode_entry, stream_keys
 from app.platform.config import Settings

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from app.platform.logs import event_context
 from workers.checkpoints import apply_batch

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.store import COLUMNS
 from app.eventlog.streams import EntryId
 from app.platform.db import driver

@@ -25,7 +25,7 @@ import psycopg
 import redis
 from sqlalchemy import Connection, Engine, text
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.streams import (
     EntryId,
     StreamsClient,
@@ -40,6 +40,7 @@ from app.platform.db import TRANSIENT_DB_ERRORS, autocommit
 from app.platform.logs import event_context
 from app.platform.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
 from commands import idempotency
+from queries.projections import PROJECTIONS
 from workers import outbox
 from workers.retention import acknowledged_below, lost_entries, stream_status
 
@@ -211,7 +212,7 @@ class Relay:
     def trim_acknowledged(self) -> None:
         """Trim streams and outbox behind the entry every group has acknowledged, never past it."""
         for partition, key in enumerate(self.keys):
-            below = acknowledged_below(self.redis, key, self.settings.projections)
+            below = acknowledged_below(self.redis, key, self.settings.projections or tuple(PROJECTIONS))
             if below is None:
                 continue
             self.redis.xtrim(key, minid=format_entry_id(below), approximate=False)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import Connection, Engine, text
 
-from app.eventlog.events import RecordedEvent, frozen
+from app.eventlog.codec import frozen
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from app.platform.db import TRANSIENT_DB_ERRORS, autocommit, driver
 from workers.checkpoints import apply_batch

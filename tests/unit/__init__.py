@@ -1,0 +1,1 @@
+"""Unit tests: pure, no PostgreSQL or Redis; `pytest tests/unit` runs them in seconds."""

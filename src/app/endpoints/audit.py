@@ -15,7 +15,8 @@ from flask.views import MethodView
 from sqlalchemy import text
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
-from app.eventlog.events import EVENT_TYPES, RecordedEvent
+from app.eventlog.envelope import RecordedEvent
+from app.eventlog.events import EVENT_TYPES
 from app.eventlog.money import format_amount
 from app.eventlog.store import COLUMNS
 from app.platform.api import Blueprint, ResponseSchema, operation

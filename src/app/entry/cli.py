@@ -133,7 +133,7 @@ def rebuild(projection: str) -> None:
 @main.command()
 def catalogue() -> None:
     """Print the event catalogue (every event type and schema version) as Markdown."""
-    from app.eventlog.events import catalogue_markdown
+    from app.eventlog.catalogue import catalogue_markdown
 
     click.echo(catalogue_markdown(), nl=False)
 

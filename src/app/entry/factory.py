@@ -10,7 +10,8 @@ from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from app.eventlog.events import EVENT_TYPES, catalogue
+from app.eventlog.catalogue import catalogue
+from app.eventlog.events import EVENT_TYPES
 from app.eventlog.streams import streams_client
 from app.platform.api import Api
 from app.platform.auth import install_auth

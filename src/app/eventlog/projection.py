@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 
 # (connection, events in per-stream version order, streams none of whose events were applied before)
 Apply = Callable[[Connection, Sequence[RecordedEvent], Collection[str]], None]

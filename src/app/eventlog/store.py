@@ -21,7 +21,9 @@ import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
-from app.eventlog.events import SCHEMA_VERSIONS, Event, RecordedEvent, to_payload
+from app.eventlog.codec import to_payload
+from app.eventlog.envelope import RecordedEvent
+from app.eventlog.events import SCHEMA_VERSIONS, Event
 from app.platform.db import driver
 
 

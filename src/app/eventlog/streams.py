@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from redis import Redis, RedisCluster
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.platform.config import Settings
 
 StreamsClient = Redis | RedisCluster

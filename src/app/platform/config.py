@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -46,40 +49,80 @@ def check_admin_token(token: str) -> None:
         )
 
 
+def setting(
+    variable: str, default: T, parse: Callable[[str], T], unset: Callable[[Mapping[str, str]], T] | None = None
+) -> T:
+    """One setting, declared once: the environment variable it is read from, its default, and how its
+    text is parsed; `unset` computes the value from other variables when this one is not set."""
+    return field(default=default, metadata=read_from(variable, parse, unset))
+
+
+def read_from(
+    variable: str, parse: Callable[[str], Any] = str, unset: Callable[[Mapping[str, str]], Any] | None = None
+) -> dict[str, Any]:
+    """Where from_env finds a field (a field without a default is required: its variable must be set)."""
+    return {"variable": variable, "parse": parse, "unset": unset}
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _optional(text: str) -> str | None:
+    return text or None
+
+
+def _flag(text: str) -> bool:
+    return text in ("1", "true", "yes")
+
+
+def _web_threads_but_one(env: Mapping[str, str]) -> int:
+    """One thread of each web process never waits, so reads that need no waiting are still served."""
+    return max(0, int(env.get("WEB_THREADS", "4")) - 1)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything a process of orderstream needs to know about its surroundings."""
+    """Everything a process of orderstream needs to know about its surroundings. Each field names its
+    environment variable (README's configuration table lists them all; a test keeps it so)."""
 
-    database_url: str
-    redis_url: str
-    port: int = 8000
-    key_prefix: str = "orderstream"
-    stream_partitions: int = 4
-    relay_batch_size: int = 500
+    database_url: str = field(metadata=read_from("DATABASE_URL"))
+    redis_url: str = field(metadata=read_from("REDIS_URL"))
+    port: int = setting("PORT", 8000, int)
+    key_prefix: str = setting("ORDERSTREAM_KEY_PREFIX", "orderstream", str)
+    stream_partitions: int = setting("ORDERSTREAM_STREAM_PARTITIONS", 4, int)
+    relay_batch_size: int = setting("ORDERSTREAM_RELAY_BATCH", 500, int)
     # After a batch of several events (they arrive faster than one per round), the relay and the
     # projectors wait this long before reading again, so the next round trip carries more of them.
-    batch_linger_ms: int = 2
-    consumer_batch_size: int = 500
-    consumer_block_ms: int = 1000
-    claim_idle_ms: int = 30_000
+    batch_linger_ms: int = setting("ORDERSTREAM_BATCH_LINGER_MS", 2, int)
+    consumer_batch_size: int = setting("ORDERSTREAM_CONSUMER_BATCH", 500, int)
+    consumer_block_ms: int = setting("ORDERSTREAM_CONSUMER_BLOCK_MS", 1000, int)
+    claim_idle_ms: int = setting("ORDERSTREAM_CLAIM_IDLE_MS", 30_000, int)
     # Each consumer refreshes a Redis key this often (time to live: three times as long); a consumer
     # whose key is gone is dead, and the others take over its pending entries (workers/liveness.py).
-    consumer_heartbeat_ms: int = 1_000
-    max_deliveries: int = 5
-    retention_interval_ms: int = 2_000
-    rq_queue: str = "orderstream"
-    projections: tuple[str, ...] = ("order_summaries", "sales_stats")  # the groups trimming waits for
-    streams_redis_url: str | None = None  # the event streams' Redis, if not REDIS_URL
-    streams_cluster: bool = False  # ...and whether it is a Redis Cluster
-    admin_token: str | None = None
-    rate_limit: str = "1000 per second"
-    auth_failure_limit: str = "20 per minute"  # failed authentications per client address
-    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* headers are believed
-    idempotency_ttl_s: int = 86_400
-    read_wait_ms: int = 2_000
-    max_waiting_reads: int = 3  # min_version reads waiting at once in one web process
-    max_body_bytes: int = 64 * 1024
-    body_timeout_ms: int = 10_000  # a request body must arrive within this
+    consumer_heartbeat_ms: int = setting("ORDERSTREAM_CONSUMER_HEARTBEAT_MS", 1_000, int)
+    max_deliveries: int = setting("ORDERSTREAM_MAX_DELIVERIES", 5, int)
+    retention_interval_ms: int = setting("ORDERSTREAM_RETENTION_INTERVAL_MS", 2_000, int)
+    rq_queue: str = setting("ORDERSTREAM_RQ_QUEUE", "orderstream", str)
+    # The groups trimming waits for. Empty: every registered projection (queries.projections, which
+    # this kernel module may not import; the relay, which may, resolves it).
+    projections: tuple[str, ...] = setting("ORDERSTREAM_PROJECTIONS", (), _names)
+    streams_redis_url: str | None = setting("ORDERSTREAM_STREAMS_REDIS_URL", None, _optional)  # else REDIS_URL
+    streams_cluster: bool = setting("ORDERSTREAM_STREAMS_CLUSTER", False, _flag)  # ...and is it a Redis Cluster
+    admin_token: str | None = setting("ORDERSTREAM_ADMIN_TOKEN", None, _optional)
+    rate_limit: str = setting("ORDERSTREAM_RATE_LIMIT", "1000 per second", str)
+    # failed authentications per client address
+    auth_failure_limit: str = setting("ORDERSTREAM_AUTH_FAILURE_LIMIT", "20 per minute", str)
+    # reverse proxies in front whose X-Forwarded-* headers are believed
+    trusted_proxies: int = setting("ORDERSTREAM_TRUSTED_PROXIES", 0, int)
+    idempotency_ttl_s: int = setting("ORDERSTREAM_IDEMPOTENCY_TTL_S", 86_400, int)
+    read_wait_ms: int = setting("ORDERSTREAM_READ_WAIT_MS", 2_000, int)
+    # min_version reads waiting at once in one web process
+    max_waiting_reads: int = setting(
+        "ORDERSTREAM_MAX_WAITING_READS", _web_threads_but_one({}), int, unset=_web_threads_but_one
+    )
+    max_body_bytes: int = setting("ORDERSTREAM_MAX_BODY_BYTES", 64 * 1024, int)
+    body_timeout_ms: int = setting("ORDERSTREAM_BODY_TIMEOUT_MS", 10_000, int)  # a request body must arrive within this
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
@@ -89,46 +132,20 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read settings from the environment; DATABASE_URL and REDIS_URL are required."""
         env = os.environ if env is None else env
-        missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not env.get(name)]
+        declared = [(f.name, f.metadata, f.default is MISSING) for f in fields(cls)]
+        missing = [meta["variable"] for _, meta, needed in declared if needed and not env.get(meta["variable"])]
         if missing:
             raise RuntimeError(
                 f"{' and '.join(missing)} not set: run through `make run` / `make test`, "
                 "which start the embedded PostgreSQL and Redis, or point them at your services"
             )
-        return cls(
-            database_url=env["DATABASE_URL"],
-            redis_url=env["REDIS_URL"],
-            port=int(env.get("PORT", "8000")),
-            key_prefix=env.get("ORDERSTREAM_KEY_PREFIX", "orderstream"),
-            stream_partitions=int(env.get("ORDERSTREAM_STREAM_PARTITIONS", "4")),
-            relay_batch_size=int(env.get("ORDERSTREAM_RELAY_BATCH", "500")),
-            batch_linger_ms=int(env.get("ORDERSTREAM_BATCH_LINGER_MS", "2")),
-            consumer_batch_size=int(env.get("ORDERSTREAM_CONSUMER_BATCH", "500")),
-            consumer_block_ms=int(env.get("ORDERSTREAM_CONSUMER_BLOCK_MS", "1000")),
-            claim_idle_ms=int(env.get("ORDERSTREAM_CLAIM_IDLE_MS", "30000")),
-            consumer_heartbeat_ms=int(env.get("ORDERSTREAM_CONSUMER_HEARTBEAT_MS", "1000")),
-            max_deliveries=int(env.get("ORDERSTREAM_MAX_DELIVERIES", "5")),
-            retention_interval_ms=int(env.get("ORDERSTREAM_RETENTION_INTERVAL_MS", "2000")),
-            rq_queue=env.get("ORDERSTREAM_RQ_QUEUE", "orderstream"),
-            projections=tuple(
-                p.strip()
-                for p in env.get("ORDERSTREAM_PROJECTIONS", "order_summaries,sales_stats").split(",")
-                if p.strip()
-            ),
-            streams_redis_url=env.get("ORDERSTREAM_STREAMS_REDIS_URL") or None,
-            streams_cluster=env.get("ORDERSTREAM_STREAMS_CLUSTER", "") in ("1", "true", "yes"),
-            admin_token=env.get("ORDERSTREAM_ADMIN_TOKEN") or None,
-            rate_limit=env.get("ORDERSTREAM_RATE_LIMIT", "1000 per second"),
-            auth_failure_limit=env.get("ORDERSTREAM_AUTH_FAILURE_LIMIT", "20 per minute"),
-            trusted_proxies=int(env.get("ORDERSTREAM_TRUSTED_PROXIES", "0")),
-            idempotency_ttl_s=int(env.get("ORDERSTREAM_IDEMPOTENCY_TTL_S", "86400")),
-            read_wait_ms=int(env.get("ORDERSTREAM_READ_WAIT_MS", "2000")),
-            max_waiting_reads=int(
-                env.get("ORDERSTREAM_MAX_WAITING_READS", str(max(0, int(env.get("WEB_THREADS", "4")) - 1)))
-            ),
-            max_body_bytes=int(env.get("ORDERSTREAM_MAX_BODY_BYTES", str(64 * 1024))),
-            body_timeout_ms=int(env.get("ORDERSTREAM_BODY_TIMEOUT_MS", "10000")),
-        )
+        values: dict[str, Any] = {}
+        for name, meta, _ in declared:
+            if meta["variable"] in env:
+                values[name] = meta["parse"](env[meta["variable"]])
+            elif meta["unset"] is not None:
+                values[name] = meta["unset"](env)
+        return cls(**values)
 
     @property
     def sqlalchemy_url(self) -> str:

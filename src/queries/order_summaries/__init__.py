@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from queries.order_summaries import store
 from queries.order_summaries.fold import OrderRows, fold_batch

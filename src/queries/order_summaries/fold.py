@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any, assert_never
 
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     Event,
     ItemAdded,
@@ -20,9 +21,9 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderStatus,
     PaymentProcessed,
     ProductShipped,
-    RecordedEvent,
 )
 
 
@@ -84,13 +85,15 @@ def fold(order: OrderRows, recorded: RecordedEvent, event: Event) -> None:
                 order.items_changed = True
             order.touch(recorded, recount=True)
         case PaymentProcessed(amount=amount):
-            order.touch(recorded, status="paid", paid_amount=amount)
+            order.touch(recorded, status=OrderStatus.PAID.value, paid_amount=amount)
         case ProductShipped(carrier=carrier, tracking_number=number, service_level=level):
-            order.touch(recorded, status="shipped", carrier=carrier, tracking_number=number, service_level=level)
+            shipped = {"carrier": carrier, "tracking_number": number, "service_level": level}
+            order.touch(recorded, status=OrderStatus.SHIPPED.value, **shipped)
         case OrderDelivered():
-            order.touch(recorded, status="delivered")
+            order.touch(recorded, status=OrderStatus.DELIVERED.value)
         case OrderCancelled(reason=reason, refund_amount=refund):
-            order.touch(recorded, status="cancelled", cancellation_reason=reason, refunded_amount=refund or Decimal(0))
+            cancelled = {"cancellation_reason": reason, "refunded_amount": refund or Decimal(0)}
+            order.touch(recorded, status=OrderStatus.CANCELLED.value, **cancelled)
         case _:
             assert_never(event)
 
@@ -99,7 +102,8 @@ def _created(order: OrderRows, recorded: RecordedEvent, e: OrderCreated) -> None
     if order.summary is not None:
         raise RowConflict(f"order_summaries already holds {order.order_id}")
     order.summary = {
-        "order_id": order.order_id, "customer_id": e.customer_id, "currency": e.currency, "status": "pending",
+        "order_id": order.order_id, "customer_id": e.customer_id, "currency": e.currency,
+        "status": OrderStatus.PENDING.value,
         "total": Decimal(0), "paid_amount": Decimal(0), "refunded_amount": Decimal(0), "carrier": None,
         "tracking_number": None, "service_level": None, "cancellation_reason": None,
         "created_at": recorded.recorded_at,

@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection
 
-from app.eventlog.events import RecordedEvent
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from queries.sales_stats import store
 from queries.sales_stats.fold import fold_batch, totals

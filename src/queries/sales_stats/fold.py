@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from typing import assert_never
 
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     Event,
     ItemAdded,
@@ -25,7 +26,6 @@ from app.eventlog.events import (
     OrderDelivered,
     PaymentProcessed,
     ProductShipped,
-    RecordedEvent,
 )
 
 

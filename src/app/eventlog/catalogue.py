@@ -1,0 +1,60 @@
+"""The event catalogue: every event type, its fields and schema version, described for readers outside
+this code base (the OpenAPI document's x-event-catalogue, and docs/events.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from typing import Any, get_type_hints
+
+from app.eventlog.codec import UPCASTERS
+from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, Line
+
+
+def catalogue() -> dict[str, Any]:
+    """A description of every event type and its current schema version, for the API docs."""
+    return {
+        name: {
+            "schema_version": SCHEMA_VERSIONS[name],
+            "summary": (cls.__doc__ or "").strip(),
+            "fields": {f.name: _describe(hint) for f, hint in _fields_with_hints(cls)},
+            "upcasters": {
+                f"{version} -> {version + 1}": UPCASTERS[(name, version)][0]
+                for version in range(1, SCHEMA_VERSIONS[name])
+            },
+        }
+        for name, cls in EVENT_TYPES.items()
+    }
+
+
+def _fields_with_hints(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
+    hints = get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _describe(hint: Any) -> str:
+    if hint == tuple[Line, ...]:
+        return "array of {sku: string, quantity: integer, unit_price: decimal string}"
+    if hint in (Decimal, Decimal | None):
+        return "decimal string" + (" or null" if hint != Decimal else "")
+    return {str: "string", int: "integer"}.get(hint, str(hint))
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as the Markdown page docs/events.md (kept in step by a test)."""
+    lines = [
+        "# Event catalogue",
+        "",
+        "Generated from `src/app/eventlog/events.py` by `orderstream catalogue`; a test fails when it is stale.",
+        "Payloads are JSON; money is a decimal string. Stored events keep the schema version they were",
+        "written with; readers upcast older versions on the fly (the log is never rewritten).",
+        "",
+    ]
+    for name, entry in catalogue().items():
+        lines += [f"## {name} (schema version {entry['schema_version']})", "", entry["summary"], ""]
+        lines += ["| field | type |", "|---|---|"]
+        lines += [f"| `{field}` | {kind} |" for field, kind in entry["fields"].items()]
+        for step, change in entry["upcasters"].items():
+            lines += ["", f"Upcaster {step}: {change}."]
+        lines.append("")
+    return "\n".join(lines)
