@@ -23,7 +23,7 @@ from app.eventlog import store as eventstore
 from app.eventlog.projection import Projection
 from app.platform.metrics import REBUILD_PROGRESS
 from workers.checkpoints import apply_batch
-from workers.replay import Progress, count_events, replay
+from workers.replay import Progress, replay
 
 
 def rebuild(
@@ -36,11 +36,11 @@ def rebuild(
         conn.execute(text(f"DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow}"))
         for table in (*projection.tables, "projection_checkpoints"):
             conn.execute(text(f"CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL)"))
-        progress = Progress(total=count_events(conn))
+        progress = Progress(total=eventstore.count_events(conn))
     report("replaying", progress)
     replay(engine, projection, progress, schema=shadow, on_batch=lambda p: report("replaying", p))
     with engine.begin() as conn:  # what arrived during the first pass, outside the swap's lock
-        progress.total = progress.done + count_events(conn, progress.last_position)
+        progress.total = progress.done + eventstore.count_events(conn, progress.last_position)
     replay(engine, projection, progress, schema=shadow, on_batch=lambda p: report("replaying", p))
     report("swapping", progress)
     with engine.begin() as conn:

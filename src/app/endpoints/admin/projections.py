@@ -18,6 +18,7 @@ from werkzeug.exceptions import NotFound
 from app.endpoints.admin import blp
 from app.endpoints.admin.jobs import JobSchema, _job
 from app.endpoints.admin.status import streams_status
+from app.eventlog import store as eventstore
 from app.platform.api import ResponseSchema, operation
 from app.platform.problems import problem_responses
 from app.platform.validation import EmptySchema
@@ -70,7 +71,7 @@ def projection_states() -> list[dict[str, Any]]:
         for group in stream["groups"]:
             ages[group["name"]] = max(ages.get(group["name"], 0.0), group["oldest_unprocessed_age_s"])
     with engine().connect() as conn:
-        events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+        events = eventstore.count_events(conn)
         out = []
         for name, projection in PROJECTIONS.items():
             tracked, applied = conn.execute(
