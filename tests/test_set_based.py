@@ -40,7 +40,7 @@ from tests.support import Env
 from tests.test_eventstore import META
 from workers.checkpoints import apply_batch
 from workers.consumer import ConsumerGroupRunner
-from workers.replay import Progress, read_events, replay
+from workers.replay import Progress, replay
 
 TABLES = {
     "order_summaries": "SELECT * FROM order_summaries ORDER BY order_id",
@@ -285,7 +285,7 @@ def test_a_replay_hands_a_poison_event_to_on_poison_and_applies_the_rest(fresh_e
 def test_the_replay_reads_the_envelopes_the_event_store_loads(fresh_env: Env) -> None:
     ids = a_log(fresh_env)
     with fresh_env.engine.connect() as conn:
-        read = read_events(conn, 0, 1000)
+        read = eventstore.read_events(conn, 0, 1000)
         loaded = [e for order_id in ids.values() for e in eventstore.load(conn, order_id)]
     assert read == sorted(loaded, key=lambda e: e.position)
     assert read[0] == RecordedEvent(**{f: getattr(read[0], f) for f in read[0].__dataclass_fields__})

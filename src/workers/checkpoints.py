@@ -90,3 +90,12 @@ def _lock_checkpoints(conn: Connection, projection: str, streams: list[str]) -> 
         return {}
     rows = driver(conn).execute(_LOCK, {"p": projection, "s": json.dumps(streams)}).fetchall()
     return dict(rows)
+
+
+_SUMMARY = "SELECT count(*), coalesce(sum(version), 0) FROM projection_checkpoints WHERE projection = %(p)s"
+
+
+def summary(conn: Connection, projection: str) -> tuple[int, int]:
+    """How many orders the projection tracks, and how many of their events it has folded in (or skipped)."""
+    row = driver(conn).execute(_SUMMARY, {"p": projection}).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -33,6 +33,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
+from app.eventlog.store import count_events
 from app.eventlog.streams import StreamsClient, consumer_key, dead_letter_key, decode_entry, stream_keys
 from app.platform.config import Settings
 from app.platform.db import TRANSIENT_DB_ERRORS, pipelined_transaction
@@ -40,7 +41,7 @@ from app.platform.logs import event_context
 from app.platform.metrics import DEAD_LETTERS, ENTRIES_TAKEN_OVER, EVENTS_APPLIED
 from workers import deadletters, liveness
 from workers.checkpoints import apply_batch
-from workers.replay import Progress, count_events, replay
+from workers.replay import Progress, replay
 
 log = logging.getLogger(__name__)
 TRANSIENT = (*TRANSIENT_DB_ERRORS, redis.ConnectionError, redis.TimeoutError)

@@ -3,7 +3,8 @@
 A consumer records one after `max_deliveries` failed attempts, together with a copy on the
 dead-letter stream, then acknowledges the original so the other events keep flowing. An operator
 lists them (`GET /admin/dead-letters`), redrives one (an rq job re-applies the event, read again from
-the event store, the truth), or discards one, which is recorded, not deleted.
+the event store, the truth), or discards one, which is recorded, not deleted. This module is the
+table's one owner: the consumer, the rq job and the admin endpoints all go through it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import logging
 from typing import Any
 
+from rq import Queue
+from rq.job import Job
 from sqlalchemy import Connection, Engine, text
 
 from app.eventlog import store as eventstore
@@ -21,6 +24,12 @@ from app.platform.logs import event_context
 from workers.checkpoints import apply_batch
 
 log = logging.getLogger(__name__)
+
+# What the admin API shows of a dead letter (all but the raw stream entry).
+_COLUMNS = (
+    "id, projection, stream_key, entry_id, event_id, stream_id, version, event_type, error, consumer, attempts,"
+    " failed_at, status, redrive_job_id, resolved_at, resolution"
+)
 
 
 def record(
@@ -104,3 +113,42 @@ def discard(engine: Engine, dead_letter_id: int, reason: str) -> bool:
                 {"id": dead_letter_id, "reason": f"discarded: {reason}"},
             ).rowcount
         )
+
+
+def find(engine: Engine, dead_letter_id: int) -> dict[str, Any] | None:
+    """One dead letter, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(text(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = :id"), {"id": dead_letter_id}).first()
+    return dict(row._mapping) if row else None
+
+
+def page(engine: Engine, status: str | None, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+    """How many dead letters there are (of one status, if given), and a page of them, newest first."""
+    where = "WHERE status = :status" if status else ""
+    params = {"status": status, "n": limit, "o": offset}
+    with engine.connect() as conn:
+        total = conn.execute(text(f"SELECT count(*) FROM dead_letters {where}"), params).scalar_one()
+        rows = conn.execute(
+            text(f"SELECT {_COLUMNS} FROM dead_letters {where} ORDER BY id DESC LIMIT :n OFFSET :o"), params
+        )
+        return int(total), [dict(r._mapping) for r in rows]
+
+
+def enqueue_redrive(engine: Engine, queue: Queue, letter: dict[str, Any], meta: dict[str, Any]) -> Job:
+    """Queue the rq job that redrives this (open) dead letter, and note the job on the letter."""
+    letter_id = letter["id"]
+    description = (
+        f"redrive dead letter {letter_id}: {letter['event_type']} v{letter['version']} "
+        f"of {letter['stream_id']} into {letter['projection']}"
+    )
+    job = queue.enqueue(
+        "workers.jobs.redrive_dead_letter",
+        letter_id,
+        description=description,
+        meta={"dead_letter_id": letter_id, "projection": letter["projection"], **meta},
+        result_ttl=7 * 86400,
+        failure_ttl=7 * 86400,
+    )
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE dead_letters SET redrive_job_id = :j WHERE id = :id"), {"j": job.id, "id": letter_id})
+    return job

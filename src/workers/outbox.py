@@ -1,9 +1,12 @@
-"""The relay's view of the outbox table: unpublished rows, where published rows went, retention.
+"""The outbox table's one owner: where published rows went, retention, the backlog.
 
 A row is unpublished while entry_ms is NULL. Once XADDed it records its partition and entry id, and
 stays until every consumer group has acknowledged that entry (see workers/retention.py). So the
 outbox always holds exactly the events that Redis might still have to deliver: if Redis loses a
 stream, marking that partition's rows unpublished again republishes everything not yet consumed.
+
+Reading the unpublished events joins `events`, so that read is the event store's
+(app.eventlog.store.unpublished); the relay calls it there.
 
 Statements run on the psycopg connection under the SQLAlchemy one (prepared after a few uses); each
 write is one statement, so it is atomic on its own when the relay runs it in autocommit mode.
@@ -13,19 +16,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
-from app.eventlog.envelope import RecordedEvent
-from app.eventlog.store import COLUMNS
+from app.eventlog import store as eventstore
 from app.eventlog.streams import EntryId
 from app.platform.db import driver
 
-_UNPUBLISHED = (
-    f"SELECT {', '.join('e.' + c for c in COLUMNS.split(', '))} FROM outbox o"
-    " JOIN events e ON e.position = o.position WHERE o.entry_ms IS NULL ORDER BY o.position LIMIT %(n)s"
-)
 _LAST_PUBLISHED = "SELECT stream_partition, last_ms, last_seq FROM relay_partitions"
 _MARK = """
     WITH marked AS (
@@ -48,12 +46,6 @@ _REPUBLISH = """
     )
     SELECT count(*) FROM again
 """
-
-
-def unpublished(conn: Connection, limit: int) -> list[RecordedEvent]:
-    """The oldest events not yet on a stream, in position order."""
-    with driver(conn).cursor(row_factory=dict_row) as cur:
-        return [RecordedEvent(**row) for row in cur.execute(_UNPUBLISHED, {"n": limit}).fetchall()]
 
 
 def mark_published(conn: Connection, rows: Sequence[tuple[int, int, EntryId]]) -> None:
@@ -96,6 +88,21 @@ def forget_acknowledged(conn: Connection, partition: int, below: EntryId) -> int
 
 
 def backlog(conn: Connection) -> int:
-    """Events committed but not yet on a stream."""
+    """Events committed but not yet on a stream (the relay's metric and GET /admin/relay)."""
     row = driver(conn).execute("SELECT count(*) FROM outbox WHERE entry_ms IS NULL").fetchone()
     return int(row[0]) if row else 0
+
+
+def retained(conn: Connection) -> int:
+    """Events published but not yet acknowledged by every consumer group (kept for republishing)."""
+    row = driver(conn).execute("SELECT count(*) FROM outbox WHERE entry_ms IS NOT NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
+def status(conn: Connection) -> dict[str, Any]:
+    """What GET /admin/relay shows of the outbox: backlog, retained rows, the oldest unpublished event's age."""
+    return {
+        "backlog": backlog(conn),
+        "retained": retained(conn),
+        "oldest_unpublished_age_s": eventstore.oldest_unpublished_age(conn),
+    }

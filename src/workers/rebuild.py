@@ -22,8 +22,9 @@ from sqlalchemy import Connection, Engine, text
 from app.eventlog import store as eventstore
 from app.eventlog.projection import Projection
 from app.platform.metrics import REBUILD_PROGRESS
+from workers import rebuild_records
 from workers.checkpoints import apply_batch
-from workers.replay import Progress, count_events, replay
+from workers.replay import Progress, replay
 
 
 def rebuild(
@@ -36,11 +37,11 @@ def rebuild(
         conn.execute(text(f"DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow}"))
         for table in (*projection.tables, "projection_checkpoints"):
             conn.execute(text(f"CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL)"))
-        progress = Progress(total=count_events(conn))
+        progress = Progress(total=eventstore.count_events(conn))
     report("replaying", progress)
     replay(engine, projection, progress, schema=shadow, on_batch=lambda p: report("replaying", p))
     with engine.begin() as conn:  # what arrived during the first pass, outside the swap's lock
-        progress.total = progress.done + count_events(conn, progress.last_position)
+        progress.total = progress.done + eventstore.count_events(conn, progress.last_position)
     replay(engine, projection, progress, schema=shadow, on_batch=lambda p: report("replaying", p))
     report("swapping", progress)
     with engine.begin() as conn:
@@ -93,21 +94,7 @@ class RebuildTracker:
         if step == "replaying" and now - self.last < self.every:
             return
         self.last = now
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE projection_rebuilds SET status = :step, events_total = :total, events_done = :done,"
-                    " rate = :rate, started_at = coalesce(started_at, now()),"
-                    " finished_at = CASE WHEN :step = 'done' THEN now() END WHERE id = :id"
-                ),
-                {
-                    "step": step,
-                    "total": progress.total,
-                    "done": progress.done,
-                    "rate": progress.rate,
-                    "id": self.rebuild_id,
-                },
-            )
+        rebuild_records.report(self.engine, self.rebuild_id, step, progress)
         if self.job is not None:
             eta = progress.eta_seconds
             self.job.meta.update(
@@ -120,10 +107,4 @@ class RebuildTracker:
             self.job.save_meta()
 
     def fail(self, exc: Exception) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE projection_rebuilds SET status = 'failed', error = :e, finished_at = now() WHERE id = :id"
-                ),
-                {"e": f"{type(exc).__name__}: {exc}"[:4000], "id": self.rebuild_id},
-            )
+        rebuild_records.fail(self.engine, self.rebuild_id, f"{type(exc).__name__}: {exc}")

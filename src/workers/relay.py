@@ -25,6 +25,7 @@ import psycopg
 import redis
 from sqlalchemy import Connection, Engine, text
 
+from app.eventlog import store as eventstore
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.streams import (
     EntryId,
@@ -155,7 +156,7 @@ class Relay:
         only means the batch is published again, which consumers ignore (they apply each version once).
         """
         partitions = self.settings.stream_partitions
-        events = outbox.unpublished(conn, self.settings.relay_batch_size)
+        events = eventstore.unpublished(conn, self.settings.relay_batch_size)
         if not events:
             return 0
         targets = [partition_of(partitions, event.stream_id) for event in events]

@@ -14,22 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import orjson
 from sqlalchemy import Connection, Engine, text
 
-from app.eventlog.codec import frozen
+from app.eventlog import store as eventstore
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
-from app.platform.db import TRANSIENT_DB_ERRORS, autocommit, driver
+from app.platform.db import TRANSIENT_DB_ERRORS, autocommit
 from workers.checkpoints import apply_batch
 
 log = logging.getLogger(__name__)
-# payload and metadata come as one JSON array text: one parse per event instead of two.
-_BATCH = (
-    "SELECT event_id::text, stream_id, version, position, type, schema_version,"
-    " '[' || payload::text || ',' || metadata::text || ']', recorded_at"
-    " FROM events WHERE position > %(after)s ORDER BY position LIMIT %(n)s"
-)
 
 
 @dataclass
@@ -49,27 +42,6 @@ class Progress:
     @property
     def eta_seconds(self) -> float | None:
         return max(self.total - self.done, 0) / self.rate if self.rate else None
-
-
-def count_events(conn: Connection, after: int = 0) -> int:
-    return int(conn.execute(text("SELECT count(*) FROM events WHERE position > :p"), {"p": after}).scalar_one())
-
-
-def read_events(conn: Connection, after: int, size: int) -> list[RecordedEvent]:
-    """The next `size` events after position `after`, read as plain tuples on the psycopg connection
-    under `conn` (SQLAlchemy's row mappings, and psycopg's per-row dicts, cost more than the SQL)."""
-    pg = driver(conn)
-    events = []
-    for event_id, stream_id, version, position, event_type, schema_version, json_text, recorded_at in pg.execute(
-        _BATCH, {"after": after, "n": size}
-    ).fetchall():
-        payload, metadata = orjson.loads(json_text)
-        events.append(frozen(RecordedEvent, {
-            "event_id": event_id, "stream_id": stream_id, "version": version, "position": position,
-            "type": event_type, "schema_version": schema_version, "payload": payload, "metadata": metadata,
-            "recorded_at": recorded_at,
-        }))  # fmt: skip
-    return events
 
 
 def replay(
@@ -108,7 +80,7 @@ def replay(
 
 def _read(engine: Engine, after: int, size: int) -> list[RecordedEvent]:
     with autocommit(engine) as conn:
-        return read_events(conn, after, size)
+        return eventstore.read_events(conn, after, size)
 
 
 def _apply(

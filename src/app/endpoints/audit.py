@@ -12,14 +12,13 @@ from typing import Any
 import marshmallow as ma
 from flask import url_for
 from flask.views import MethodView
-from sqlalchemy import text
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
-from app.eventlog.envelope import RecordedEvent
+from app.eventlog import store as eventstore
 from app.eventlog.events import EVENT_TYPES
 from app.eventlog.money import format_amount
-from app.eventlog.store import COLUMNS
 from app.platform.api import Blueprint, ResponseSchema, operation
+from app.platform.db import autocommit
 from app.platform.problems import problem_responses
 from app.platform.web import engine
 from commands.order import Order
@@ -77,13 +76,6 @@ class HistoricOrderSchema(ResponseSchema):
     paid_amount = ma.fields.String(required=True)
 
 
-def _envelopes(sql: str, params: dict[str, Any]) -> list[RecordedEvent]:
-    with engine().connect() as conn:
-        return [
-            RecordedEvent(**row) for row in conn.execute(text(f"SELECT {COLUMNS} FROM events {sql}"), params).mappings()
-        ]
-
-
 @blp.route("/events")
 class Feed(MethodView):
     @blp.arguments(FeedArgsSchema(), location="query")
@@ -91,11 +83,8 @@ class Feed(MethodView):
     @operation("list_events")
     def get(self, args: dict[str, Any]) -> Any:
         """The global event feed in position order, with a cursor (`next`) to page on"""
-        # Only events of transactions older than every running one: a position whose transaction has
-        # not committed yet may be lower than those served, and the cursor would pass it for good.
-        where = "WHERE position > :after AND tx < pg_snapshot_xmin(pg_current_snapshot())"
-        where += " AND type = :type" if args.get("type") else ""
-        events = _envelopes(f"{where} ORDER BY position LIMIT :limit", args)
+        with autocommit(engine()) as conn:
+            events = eventstore.feed(conn, args["after"], args["limit"], args.get("type"))
         after = events[-1].position if events else args["after"]
         query = {"after": after, "limit": args["limit"], **({"type": args["type"]} if args.get("type") else {})}
         next_url = url_for("audit.Feed", **query)
@@ -109,7 +98,8 @@ class OrderEvents(MethodView):
     @operation("list_order_events")
     def get(self, order_id: Any) -> Any:
         """One order's full history, with each event's metadata"""
-        events = _envelopes("WHERE stream_id = :s ORDER BY version", {"s": str(order_id)})
+        with autocommit(engine()) as conn:
+            events = eventstore.load(conn, str(order_id))
         if not events:
             raise NotFound(f"no order {order_id}")
         return events
@@ -125,12 +115,8 @@ class OrderHistory(MethodView):
         """The order as it was at a time (`at`) or a version (`version`), folded from the log"""
         if "at" in args and "version" in args:
             raise UnprocessableEntity("give either at or version, not both")
-        sql, params = "WHERE stream_id = :s", {"s": str(order_id)}
-        if "at" in args:
-            sql, params = sql + " AND recorded_at <= :at", {**params, "at": args["at"]}
-        if "version" in args:
-            sql, params = sql + " AND version <= :v", {**params, "v": args["version"]}
-        events = _envelopes(sql + " ORDER BY version", params)
+        with autocommit(engine()) as conn:
+            events = eventstore.load(conn, str(order_id), up_to_version=args.get("version"), recorded_by=args.get("at"))
         if not events or ("version" in args and events[-1].version < args["version"]):
             raise NotFound(f"order {order_id} did not exist at {_when(args)}")
         return _state(Order.fold(str(order_id), [e.domain_event() for e in events]), events[-1].recorded_at)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from alembic.script import ScriptDirectory
 from flask.views import MethodView
-from sqlalchemy import text
 
 from app.platform.api import Blueprint, ResponseSchema, operation
+from app.platform.db import ping
 from app.platform.problems import problem_responses
-from app.platform.schema import alembic_config
+from app.platform.schema import current_revision, head_revision
 from app.platform.web import engine, redis_client, settings
 
 blp = Blueprint("health", __name__, description="Health checks")
@@ -49,8 +48,7 @@ class Readiness(MethodView):
 
 def _postgres() -> str:
     try:
-        with engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(engine())
         return "ok"
     except Exception as exc:  # reported, not raised: this endpoint exists to say what is wrong
         return f"unreachable: {type(exc).__name__}"
@@ -65,7 +63,5 @@ def _redis() -> str:
 
 
 def _migrations() -> str:
-    head = ScriptDirectory.from_config(alembic_config(settings().database_url)).get_current_head()
-    with engine().connect() as conn:
-        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    head, current = head_revision(settings().database_url), current_revision(engine())
     return "ok" if current == head else f"at {current}, newest is {head}: run orderstream migrate"

@@ -1,4 +1,8 @@
-"""The append-only event store in PostgreSQL.
+"""The event store in PostgreSQL: the one module that issues SQL on `events`.
+
+Every statement that reads or writes the log is here (append, load a stream, read after a position,
+the feed, counts, the relay's drain), so its indexes, its locking and its snapshot rules are read in
+one place, as eventsourcing's recorder keeps them. Everything else calls these functions.
 
 Optimistic concurrency is the primary key `(stream_id, version)`: two writers that loaded the same
 version both try to insert version n+1, and PostgreSQL lets exactly one of them commit. A trigger in
@@ -15,13 +19,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
-from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
-from app.eventlog.codec import to_payload
+from app.eventlog.codec import frozen, to_payload
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import SCHEMA_VERSIONS, Event
 from app.platform.db import driver
@@ -39,7 +44,30 @@ _INSERT = """
     RETURNING event_id::text, position, recorded_at
 """
 
-COLUMNS = "event_id::text, stream_id, version, position, type, schema_version, payload, metadata, recorded_at"
+
+def _envelope(e: str = "") -> str:
+    """The columns every read selects (of table alias `e`): payload and metadata come as one JSON
+    array text, one parse per event instead of two, and rows as plain tuples (psycopg's per-row
+    dicts, and SQLAlchemy's row mappings, cost more than the SQL)."""
+    return (
+        f"{e}event_id::text, {e}stream_id, {e}version, {e}position, {e}type, {e}schema_version,"
+        f" '[' || {e}payload::text || ',' || {e}metadata::text || ']', {e}recorded_at"
+    )
+
+
+_SELECT = f"SELECT {_envelope()} FROM events"
+_BATCH = f"{_SELECT} WHERE position > %(after)s ORDER BY position LIMIT %(n)s"
+# Only events of transactions older than every running one: a position whose transaction has not
+# committed yet may be lower than those served, and a reader's cursor would pass it for good.
+_FEED = f"{_SELECT} WHERE position > %(after)s AND tx < pg_snapshot_xmin(pg_current_snapshot())"
+_UNPUBLISHED = (
+    f"SELECT {_envelope('e.')} FROM outbox o JOIN events e ON e.position = o.position"
+    " WHERE o.entry_ms IS NULL ORDER BY o.position LIMIT %(n)s"
+)
+_UNPUBLISHED_AGE = (
+    "SELECT extract(epoch FROM now() - min(e.recorded_at)) FROM outbox o"
+    " JOIN events e ON e.position = o.position WHERE o.entry_ms IS NULL"
+)
 
 
 def append(
@@ -90,14 +118,64 @@ def append(
 
 
 def load(
-    conn: Connection, stream_id: str, after_version: int = 0, up_to_version: int | None = None
+    conn: Connection,
+    stream_id: str,
+    after_version: int = 0,
+    up_to_version: int | None = None,
+    recorded_by: datetime | None = None,
 ) -> list[RecordedEvent]:
-    """The stream's events with after_version < version <= up_to_version, in version order."""
-    sql = f"SELECT {COLUMNS} FROM events WHERE stream_id = %(s)s AND version > %(after)s"
+    """The stream's events with after_version < version <= up_to_version (and, for time travel,
+    recorded no later than `recorded_by`), in version order."""
+    sql = f"{_SELECT} WHERE stream_id = %(s)s AND version > %(after)s"
     params: dict[str, Any] = {"s": stream_id, "after": after_version}
     if up_to_version is not None:
         sql += " AND version <= %(upto)s"
         params["upto"] = up_to_version
-    with driver(conn).cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql + " ORDER BY version", params).fetchall()
-    return [RecordedEvent(**row) for row in rows]
+    if recorded_by is not None:
+        sql += " AND recorded_at <= %(at)s"
+        params["at"] = recorded_by
+    return _read(conn, sql + " ORDER BY version", params)
+
+
+def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
+    """The next `limit` events after position `after`, in position order (replays and rebuilds)."""
+    return _read(conn, _BATCH, {"after": after, "n": limit})
+
+
+def feed(conn: Connection, after: int, limit: int, event_type: str | None = None) -> list[RecordedEvent]:
+    """The public feed: up to `limit` events after position `after` that no reader can see appear
+    before them later (see _FEED), optionally of one type only."""
+    sql = _FEED + (" AND type = %(type)s" if event_type else "")
+    return _read(conn, sql + " ORDER BY position LIMIT %(limit)s", {"after": after, "limit": limit, "type": event_type})
+
+
+def unpublished(conn: Connection, limit: int) -> list[RecordedEvent]:
+    """The oldest events the relay has not put on a stream yet (their outbox rows), in position order."""
+    return _read(conn, _UNPUBLISHED, {"n": limit})
+
+
+def oldest_unpublished_age(conn: Connection) -> float | None:
+    """Seconds since the oldest event not yet on a stream was recorded (None when there is none)."""
+    row = driver(conn).execute(_UNPUBLISHED_AGE).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def count_events(conn: Connection, after: int = 0) -> int:
+    """How many events the log holds after position `after`."""
+    row = driver(conn).execute("SELECT count(*) FROM events WHERE position > %(p)s", {"p": after}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _read(conn: Connection, sql: str, params: dict[str, Any]) -> list[RecordedEvent]:
+    """Run a select of `_envelope()` and build each row into a RecordedEvent (the only place that does)."""
+    events = []
+    for event_id, stream_id, version, position, event_type, schema_version, json_text, recorded_at in (
+        driver(conn).execute(sql, params).fetchall()
+    ):
+        payload, metadata = orjson.loads(json_text)
+        events.append(frozen(RecordedEvent, {
+            "event_id": event_id, "stream_id": stream_id, "version": version, "position": position,
+            "type": event_type, "schema_version": schema_version, "payload": payload, "metadata": metadata,
+            "recorded_at": recorded_at,
+        }))  # fmt: skip
+    return events

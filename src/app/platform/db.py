@@ -11,7 +11,7 @@ import orjson
 import psycopg
 import sqlalchemy.exc
 from psycopg.types.json import set_json_loads
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from app.platform.config import Settings
 
@@ -36,6 +36,12 @@ def make_engine(settings: Settings, pool_size: int = 5) -> Engine:
 def driver(conn: Connection) -> psycopg.Connection[Any]:
     """The psycopg connection under a SQLAlchemy one (same session, same transaction)."""
     return conn.connection.driver_connection  # type: ignore[return-value]
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless PostgreSQL answers (a pooled connection, a trivial statement)."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 @contextmanager

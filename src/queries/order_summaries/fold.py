@@ -87,13 +87,16 @@ def fold(order: OrderRows, recorded: RecordedEvent, event: Event) -> None:
         case PaymentProcessed(amount=amount):
             order.touch(recorded, status=OrderStatus.PAID.value, paid_amount=amount)
         case ProductShipped(carrier=carrier, tracking_number=number, service_level=level):
-            shipped = {"carrier": carrier, "tracking_number": number, "service_level": level}
-            order.touch(recorded, status=OrderStatus.SHIPPED.value, **shipped)
+            order.touch(
+                recorded, status=OrderStatus.SHIPPED.value, carrier=carrier, tracking_number=number, service_level=level
+            )
         case OrderDelivered():
             order.touch(recorded, status=OrderStatus.DELIVERED.value)
         case OrderCancelled(reason=reason, refund_amount=refund):
-            cancelled = {"cancellation_reason": reason, "refunded_amount": refund or Decimal(0)}
-            order.touch(recorded, status=OrderStatus.CANCELLED.value, **cancelled)
+            refunded = refund or Decimal(0)
+            order.touch(
+                recorded, status=OrderStatus.CANCELLED.value, cancellation_reason=reason, refunded_amount=refunded
+            )
         case _:
             assert_never(event)
 

@@ -9,7 +9,6 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from rq import Queue
-from sqlalchemy import text
 from werkzeug.exceptions import NotFound
 
 from app.endpoints.admin import blp
@@ -50,15 +49,11 @@ class DiscardSchema(StrictSchema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(1, 500))
 
 
-_COLUMNS = ", ".join(f for f in DeadLetterSchema().fields)
-
-
 def _letter(letter_id: int) -> dict[str, Any]:
-    with engine().connect() as conn:
-        row = conn.execute(text(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = :id"), {"id": letter_id}).first()
-    if row is None:
+    letter = deadletters.find(engine(), letter_id)
+    if letter is None:
         raise NotFound(f"no dead letter {letter_id}")
-    return dict(row._mapping)
+    return letter
 
 
 @blp.route("/dead-letters")
@@ -69,17 +64,10 @@ class DeadLetters(MethodView):
     @operation("list_dead_letters")
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
         """List dead letters, newest first"""
-        where = "WHERE status = :status" if filters.get("status") else ""
-        params = {"status": filters.get("status"), "n": pagination_parameters.page_size}
-        with engine().connect() as conn:
-            pagination_parameters.item_count = conn.execute(
-                text(f"SELECT count(*) FROM dead_letters {where}"), params
-            ).scalar_one()
-            rows = conn.execute(
-                text(f"SELECT {_COLUMNS} FROM dead_letters {where} ORDER BY id DESC LIMIT :n OFFSET :o"),
-                {**params, "o": min(pagination_parameters.first_item, 2**62)},
-            )
-            return [dict(r._mapping) for r in rows]
+        offset = min(pagination_parameters.first_item, 2**62)
+        total, letters = deadletters.page(engine(), filters.get("status"), pagination_parameters.page_size, offset)
+        pagination_parameters.item_count = total
+        return letters
 
 
 @blp.route("/dead-letters/<int:letter_id>")
@@ -104,22 +92,8 @@ class Redrive(MethodView):
         letter = _letter(letter_id)
         if letter["status"] != "open":
             abort(409, message=f"dead letter {letter_id} is {letter['status']}")
-        description = (
-            f"redrive dead letter {letter_id}: {letter['event_type']} v{letter['version']} "
-            f"of {letter['stream_id']} into {letter['projection']}"
-        )
-        job = Queue(settings().rq_queue, connection=redis_client()).enqueue(
-            "workers.jobs.redrive_dead_letter",
-            letter_id,
-            description=description,
-            meta={"dead_letter_id": letter_id, "projection": letter["projection"], **request_ids()},
-            result_ttl=7 * 86400,
-            failure_ttl=7 * 86400,
-        )
-        with engine().begin() as conn:
-            conn.execute(
-                text("UPDATE dead_letters SET redrive_job_id = :j WHERE id = :id"), {"j": job.id, "id": letter_id}
-            )
+        queue = Queue(settings().rq_queue, connection=redis_client())
+        job = deadletters.enqueue_redrive(engine(), queue, letter, request_ids())
         return _job(job), 202, {"Location": url_for("admin.BackgroundJob", job_id=job.id)}
 
 

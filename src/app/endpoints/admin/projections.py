@@ -9,20 +9,18 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from app.endpoints.admin import blp
 from app.endpoints.admin.jobs import JobSchema, _job
 from app.endpoints.admin.status import streams_status
+from app.eventlog import store as eventstore
 from app.platform.api import ResponseSchema, operation
 from app.platform.problems import problem_responses
 from app.platform.validation import EmptySchema
 from app.platform.web import engine, redis_client, request_ids, settings
 from queries.projections import PROJECTIONS
+from workers import checkpoints, rebuild_records
 
 
 class RebuildSchema(ResponseSchema):
@@ -51,9 +49,6 @@ class ProjectionSchema(ResponseSchema):
     rebuild = ma.fields.Nested(RebuildSchema, allow_none=True, metadata={"description": "the latest rebuild"})
 
 
-_REBUILD_COLUMNS = ", ".join(RebuildSchema().fields)
-
-
 @blp.route("/projections")
 class Projections(MethodView):
     @blp.response(200, ProjectionSchema(many=True))
@@ -70,17 +65,10 @@ def projection_states() -> list[dict[str, Any]]:
         for group in stream["groups"]:
             ages[group["name"]] = max(ages.get(group["name"], 0.0), group["oldest_unprocessed_age_s"])
     with engine().connect() as conn:
-        events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+        events = eventstore.count_events(conn)
         out = []
         for name, projection in PROJECTIONS.items():
-            tracked, applied = conn.execute(
-                text("SELECT count(*), coalesce(sum(version), 0) FROM projection_checkpoints WHERE projection = :p"),
-                {"p": name},
-            ).one()
-            rebuild = conn.execute(
-                text(f"SELECT {_REBUILD_COLUMNS} FROM projection_rebuilds WHERE projection = :p ORDER BY id DESC"),
-                {"p": name},
-            ).first()
+            tracked, applied = checkpoints.summary(conn, name)
             out.append(
                 {
                     "name": name,
@@ -90,7 +78,7 @@ def projection_states() -> list[dict[str, Any]]:
                     "events_applied": applied,
                     "lag_events": max(events - applied, 0),
                     "lag_seconds": ages.get(name, 0.0),
-                    "rebuild": dict(rebuild._mapping) if rebuild else None,
+                    "rebuild": rebuild_records.latest(conn, name),
                 }
             )
         return out
@@ -107,62 +95,9 @@ class Rebuild(MethodView):
         """Rebuild a projection from the event store in the background (shadow tables, then an atomic swap)"""
         if name not in PROJECTIONS:
             raise NotFound(f"no projection {name!r}; there are {', '.join(PROJECTIONS)}")
-        _forget_dead_rebuilds(name)
+        queue = Queue(settings().rq_queue, connection=redis_client())
         try:
-            with engine().begin() as conn:
-                rebuild_id = conn.execute(
-                    text("INSERT INTO projection_rebuilds (projection, status) VALUES (:p, 'queued') RETURNING id"),
-                    {"p": name},
-                ).scalar_one()
-        except IntegrityError:
+            job = rebuild_records.start(engine(), queue, name, request_ids())
+        except rebuild_records.RebuildUnderWay:
             abort(409, message=f"a rebuild of {name} is already under way: see GET /admin/projections")
-        try:
-            job = _enqueue_rebuild(name, rebuild_id)
-        except Exception:
-            _mark_rebuild(rebuild_id, "failed", "could not enqueue the job")
-            raise
-        with engine().begin() as conn:
-            conn.execute(
-                text("UPDATE projection_rebuilds SET job_id = :j WHERE id = :id"), {"j": job.id, "id": rebuild_id}
-            )
         return _job(job), 202, {"Location": url_for("admin.BackgroundJob", job_id=job.id)}
-
-
-def _enqueue_rebuild(name: str, rebuild_id: int) -> Job:
-    return Queue(settings().rq_queue, connection=redis_client()).enqueue(
-        "workers.jobs.rebuild_projection",
-        name,
-        rebuild_id,
-        description=f"rebuild projection {name} from the event store (rebuild {rebuild_id})",
-        meta={"projection": name, "rebuild_id": rebuild_id, "step": "queued", **request_ids()},
-        job_timeout=24 * 3600,
-        result_ttl=7 * 86400,
-        failure_ttl=7 * 86400,
-    )
-
-
-def _mark_rebuild(rebuild_id: int, status: str, error: str) -> None:
-    with engine().begin() as conn:
-        conn.execute(
-            text("UPDATE projection_rebuilds SET status = :s, error = :e, finished_at = now() WHERE id = :id"),
-            {"s": status, "e": error, "id": rebuild_id},
-        )
-
-
-def _forget_dead_rebuilds(name: str) -> None:
-    """A rebuild whose rq job is gone or ended without reporting (worker killed) is not under way."""
-    with engine().connect() as conn:
-        active = conn.execute(
-            text(
-                "SELECT id, job_id FROM projection_rebuilds WHERE projection = :p"
-                " AND status IN ('queued', 'replaying', 'swapping')"
-            ),
-            {"p": name},
-        ).all()
-    for row in active:
-        try:
-            status = Job.fetch(row.job_id, connection=redis_client()).get_status() if row.job_id else None
-        except NoSuchJobError:
-            status = None
-        if row.job_id and (status is None or status.value in ("failed", "finished", "stopped", "canceled")):
-            _mark_rebuild(row.id, "failed", f"its job ended without finishing ({status.value if status else 'gone'})")

@@ -7,12 +7,12 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, render_template
 from flask.views import MethodView
-from sqlalchemy import text
 
 from app.endpoints.admin import blp
 from app.eventlog.streams import stream_keys
 from app.platform.api import ResponseSchema, operation
 from app.platform.web import engine, settings, streams_redis
+from workers import outbox
 from workers.relay import current_leader
 from workers.retention import stream_status
 
@@ -55,20 +55,7 @@ def streams_status() -> list[dict[str, Any]]:
 
 def relay_status() -> dict[str, Any]:
     with engine().connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE o.entry_ms IS NULL) AS backlog,"
-                " count(*) FILTER (WHERE o.entry_ms IS NOT NULL) AS retained,"
-                " extract(epoch FROM now() - min(e.recorded_at) FILTER (WHERE o.entry_ms IS NULL)) AS age"
-                " FROM outbox o JOIN events e ON e.position = o.position"
-            )
-        ).one()
-        return {
-            "leader": current_leader(conn),
-            "backlog": row.backlog,
-            "retained": row.retained,
-            "oldest_unpublished_age_s": float(row.age) if row.age is not None else None,
-        }
+        return {"leader": current_leader(conn), **outbox.status(conn)}
 
 
 @blp.route("/streams")
