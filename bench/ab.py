@@ -52,20 +52,24 @@ def checkout(revision: str) -> Any:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)], capture_output=True)
 
 
+# The orderstream CLI of whichever tree PYTHONPATH names (the console script knows only this tree's layout).
+CLI = [sys.executable, "-c", "import sys\ntry:\n    from app.entry.cli import main\nexcept ImportError:\n"
+       "    from app.cli import main\nsys.argv[0] = 'orderstream'\nmain()"]  # fmt: skip
+
+
 @contextmanager
 def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
     """One revision's web (2 workers, its gunicorn.conf.py), relay and projector; yields its port."""
     url = stack.enter_context(database(os.environ["DATABASE_URL"]))
     env = {"PYTHONPATH": str(tree / "src"), "DATABASE_URL": url, "ORDERSTREAM_KEY_PREFIX": f"ab-{name}",
            "ORDERSTREAM_ADMIN_TOKEN": TOKEN, "ORDERSTREAM_RATE_LIMIT": "1000000 per second"}  # fmt: skip
-    migrate = "import os; from app import schema; schema.upgrade(os.environ['DATABASE_URL'])"
-    subprocess.run([sys.executable, "-c", migrate], env={**os.environ, **env}, check=True, capture_output=True)
+    subprocess.run([*CLI, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, cwd=tree)
     port = free_port()
     config = [str(tree / "gunicorn.conf.py") if a == str(REPO / "gunicorn.conf.py") else a for a in GUNICORN]
     args = [*config, "--bind", f"127.0.0.1:{port}", "wsgi:app"]
     stack.enter_context(process([str(BIN / "gunicorn"), *args], env, f"ab-{name}-web", cwd=tree))
-    stack.enter_context(process([str(BIN / "orderstream"), "relay"], env, f"ab-{name}-relay", cwd=tree))
-    stack.enter_context(process([str(BIN / "orderstream"), "projector"], env, f"ab-{name}-projector", cwd=tree))
+    stack.enter_context(process([*CLI, "relay"], env, f"ab-{name}-relay", cwd=tree))
+    stack.enter_context(process([*CLI, "projector"], env, f"ab-{name}-projector", cwd=tree))
     wait_up(port)
     yield port
 

@@ -49,8 +49,8 @@ BIN = Path(sys.executable).parent
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "src"))
 
-from app import schema  # noqa: E402
 from app.eventlog.streams import stream_key_for  # noqa: E402
+from app.platform import schema  # noqa: E402
 from app.processes.embedded import free_port  # noqa: E402
 
 BODY = json.dumps(

@@ -29,7 +29,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from app import schema  # noqa: E402
+from app.platform import schema  # noqa: E402
 from app.platform.config import Settings  # noqa: E402
 from app.platform.db import make_engine  # noqa: E402
 from queries.order_summaries import ORDER_SUMMARIES  # noqa: E402

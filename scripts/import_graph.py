@@ -55,9 +55,9 @@ def upward(a: str, b: str) -> bool:
 def dot(counted: Counter[tuple[str, str]]) -> str:
     lines = ["digraph imports {", "  rankdir=TB; node [shape=box, fontname=Helvetica];"]
     for (a, b), n in sorted(counted.items()):
-        colour = ', color=red, fontcolor=red' if upward(a, b) else ""
+        colour = ", color=red, fontcolor=red" if upward(a, b) else ""
         lines.append(f'  "{a}" -> "{b}" [label="{n}"{colour}];')
-    return "\n".join(lines + ["}"]) + "\n"
+    return "\n".join([*lines, "}"]) + "\n"
 
 
 def main() -> None:

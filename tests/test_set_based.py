@@ -222,10 +222,9 @@ def recorded(conn: Connection, log: list[Event], minutes: list[int]) -> list[Rec
             {"s": event.order_id, "v": versions[event.order_id], "t": kind, "sv": SCHEMA_VERSIONS[kind],
              "p": json.dumps(to_payload(event)), "at": at},
         ).scalars().all()  # fmt: skip
-    rows = conn.execute(
-        text(f"SELECT {eventstore.COLUMNS} FROM events WHERE position = ANY(:p) ORDER BY position"), {"p": positions}
-    ).mappings()
-    return [RecordedEvent(**row) for row in rows]
+    wanted = set(positions)
+    read = eventstore.read_events(conn, min(positions) - 1, max(positions) - min(positions) + 1)
+    return [event for event in read if event.position in wanted]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

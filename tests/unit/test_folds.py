@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from app.eventlog.codec import to_payload
+from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     SCHEMA_VERSIONS,
     Event,
@@ -19,8 +21,6 @@ from app.eventlog.events import (
     OrderDelivered,
     PaymentProcessed,
     ProductShipped,
-    RecordedEvent,
-    to_payload,
 )
 from queries.order_summaries.fold import OrderRows, RowConflict, fold_batch
 from queries.sales_stats import fold as sales
