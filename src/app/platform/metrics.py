@@ -40,25 +40,7 @@ REQUEST_SECONDS = Histogram(
 )
 EVENTS_APPENDED = Counter("orderstream_events_appended_total", "Events appended to the event store", ["type"])
 EVENTS_PUBLISHED = Counter("orderstream_events_published_total", "Events the relay XADDed to the streams")
-RELAY_BACKLOG = Gauge(
-    "orderstream_relay_backlog_events", "Outbox events not yet published", multiprocess_mode="livemax"
-)
 EVENTS_APPLIED = Counter("orderstream_events_applied_total", "Events folded into a projection", ["projection"])
-CONSUMER_LAG = Gauge(
-    "orderstream_consumer_lag_events", "Entries not yet delivered to a group", ["group"], multiprocess_mode="livemax"
-)
-CONSUMER_PENDING = Gauge(
-    "orderstream_consumer_pending_entries",
-    "Entries delivered, not acknowledged",
-    ["group"],
-    multiprocess_mode="livemax",
-)
-CONSUMER_LAG_SECONDS = Gauge(
-    "orderstream_consumer_lag_seconds",
-    "Age of a group's oldest unprocessed entry",
-    ["group"],
-    multiprocess_mode="livemax",
-)
 DEAD_LETTERS = Counter("orderstream_dead_letters_total", "Entries moved to the dead letters", ["projection"])
 ENTRIES_TAKEN_OVER = Counter(
     "orderstream_entries_taken_over_total",
