@@ -27,7 +27,9 @@ from tests.projections import rebuilt, snapshot
 from tests.support import Env, api_client, isolated_env, wait_for, workers
 from tests.test_api import ORDER
 from tests.test_projector import write_history
+from tests.test_upkeep import upkeep, upkeep_finished_since
 from workers.relay import current_leader
+from workers.upkeep import trim_streams
 
 PARTITIONS = 4
 
@@ -266,7 +268,7 @@ def test_a_poison_event_is_dead_lettered_the_rest_flows_and_it_can_be_redriven_o
 def test_streams_are_trimmed_behind_every_group_and_a_slow_group_keeps_its_entries(fresh_env: Env) -> None:
     env = fresh_env
     keys = [f"{env.settings.key_prefix}:events:{n}" for n in range(PARTITIONS)]
-    with workers(env, ("relay",), ("projector",)):
+    with workers(env, ("relay",), ("projector",)), upkeep(env):
         write_orders(env, 20)
         wait_for(lambda: converged(env), what="projecting")
         wait_for(lambda: sum(env.redis.xlen(k) for k in keys) == 0, what="the streams to be trimmed")
@@ -331,17 +333,13 @@ def test_trimming_waits_for_an_expected_group_that_does_not_exist_yet(fresh_env:
     env = fresh_env
     keys = [f"{env.settings.key_prefix}:events:{n}" for n in range(PARTITIONS)]
     expecting_sales = {"ORDERSTREAM_PROJECTIONS": "order_summaries,sales_stats"}
-    with workers(env, ("relay",), **expecting_sales), workers(env, ("projector",)):
+    with workers(env, ("relay",)), upkeep(env, **expecting_sales), workers(env, ("projector",)):
         write_orders(env, 10)
         wait_for(lambda: env.unpublished() == 0, what="publishing")
         wait_for(lambda: pending(env) == 0 and converged(env), what="order_summaries to acknowledge everything")
         events = env.scalar("SELECT count(*) FROM events")
-        with env.engine.begin() as conn:  # the relay's upkeep purges this: proof that a round ran after the ack
-            conn.exec_driver_sql(
-                "INSERT INTO idempotency_keys (principal, key, fingerprint, status, body, headers, expires_at)"
-                " VALUES ('t', 'marker', '', 200, '{}', '{}', now() - interval '1 second')"
-            )
-        wait_for(lambda: env.scalar("SELECT count(*) FROM idempotency_keys") == 0, what="an upkeep round")
+        acknowledged = time.time()
+        wait_for(lambda: upkeep_finished_since(env, trim_streams, acknowledged), what="a trimming round after the ack")
         assert sum(env.redis.xlen(k) for k in keys) == events  # sales_stats has no group yet: nothing went
         assert env.scalar("SELECT count(*) FROM outbox") == events
         with workers(env, ("projector", "--projection", "sales_stats")):  # once it exists and acks: trimmed

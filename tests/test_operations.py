@@ -71,7 +71,7 @@ def test_one_scrape_sees_the_web_the_relay_and_the_projector(fresh_env: Env, tmp
             text = requests.get(f"{base}/metrics", timeout=5).text
             wanted = ('orderstream_events_applied_total{projection="order_summaries"} 3.0',
                       "orderstream_events_published_total 3.0",
-                      # the relay leader reports lag and pending on its retention tick
+                      # lag and pending, read from Redis at the scrape (workers/gauges.py)
                       'orderstream_consumer_pending_entries{group="order_summaries"}')  # fmt: skip
             return text if all(w in text for w in wanted) else None
 

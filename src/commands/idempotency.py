@@ -97,11 +97,16 @@ def complete(conn: Connection, principal: str, key: str, response: StoredRespons
 
 
 def purge_expired(conn: Connection, limit: int = 1000) -> int:
-    """Delete up to `limit` expired keys (the relay's upkeep calls this); returns how many."""
+    """Delete up to `limit` expired keys; returns how many. An expired key is free to claim anyway:
+    this only keeps the table small (an upkeep job calls it, workers/upkeep.py).
+
+    The rows are locked as they are chosen, skipping locked ones: a key that a request is taking
+    again right now is left alone (it will not be expired once that commits), and two purges at once
+    take different rows instead of waiting for each other."""
     return conn.execute(
         text(
-            "DELETE FROM idempotency_keys WHERE (principal, key) IN"
-            " (SELECT principal, key FROM idempotency_keys WHERE expires_at < now() LIMIT :n)"
+            "DELETE FROM idempotency_keys WHERE (principal, key) IN (SELECT principal, key FROM idempotency_keys"
+            " WHERE expires_at < now() LIMIT :n FOR UPDATE SKIP LOCKED)"
         ),
         {"n": limit},
     ).rowcount

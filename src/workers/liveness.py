@@ -30,6 +30,7 @@ from typing import Any, cast
 import redis
 
 from app.eventlog.streams import StreamsClient
+from workers.replies import as_str
 
 log = logging.getLogger(__name__)
 TTL_IN_BEATS = 3  # a key outlives two missed beats
@@ -133,7 +134,7 @@ def consumers(client: StreamsClient, keys: list[str], group: str) -> dict[str, d
             found = []
         elif isinstance(found, Exception):
             raise found
-        listed[key] = {_text(c["name"]): int(c["pending"]) for c in found}
+        listed[key] = {as_str(c["name"]): int(c["pending"]) for c in found}
     return listed
 
 
@@ -156,7 +157,3 @@ def claim(
 def retire(client: StreamsClient, key: str, group: str, consumer: str) -> bool:
     """Remove a consumer from the group if (atomically) it holds no pending entry; True if removed."""
     return bool(client.eval(RETIRE_IF_IDLE, 1, key, group, consumer))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+
+from redis import Redis
+from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 
 from app.eventlog.streams import streams_client
 from app.platform.config import Settings
@@ -10,7 +15,9 @@ from app.platform.db import make_engine
 from queries.projections import PROJECTIONS
 from workers.consumer import ConsumerGroupRunner
 from workers.lifecycle import configure_logging, consumer_name, stop_on_signals
+from workers.loop import run_until_stopped
 from workers.relay import Relay
+from workers.upkeep import schedule
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +26,7 @@ def run_relay(settings: Settings) -> None:
     """Run one relay (leader or standby) until SIGTERM/SIGINT."""
     configure_logging()
     stop = stop_on_signals()
-    engine = make_engine(settings, pool_size=2)  # one publishes for the whole term, one does upkeep
+    engine = make_engine(settings, pool_size=2)  # one publishes for the whole term, one repairs lost streams
     Relay(settings, engine, streams_client(settings), stop).run()
     engine.dispose()
 
@@ -35,3 +42,23 @@ def run_projector(settings: Settings, projection: str, name: str | None = None) 
     log.info("projector %s consuming for %s", consumer, projection)
     ConsumerGroupRunner(settings, PROJECTIONS[projection], engine, streams_client(settings), consumer, stop).run()
     engine.dispose()
+
+
+def run_upkeep(settings: Settings) -> None:
+    """Run rq's cron scheduler, enqueueing the upkeep jobs (workers/upkeep.py), until SIGTERM/SIGINT.
+
+    The scheduler handles those signals itself (it raises StopRequested in its loop, and returns);
+    a lost Redis makes it raise instead, and it starts again after a backoff, like every worker."""
+    configure_logging()
+    scheduler = CronScheduler(Redis.from_url(settings.redis_url))
+    schedule(scheduler, settings)
+    stopped = threading.Event()
+
+    def work() -> None:
+        scheduler.start()  # type: ignore[no-untyped-call]  # returns once asked to stop
+        stopped.set()
+
+    try:
+        run_until_stopped(work, stopped, "upkeep scheduler")
+    except StopRequested:  # the signal came during a backoff
+        log.info("upkeep scheduler stopped")

@@ -10,9 +10,10 @@ connection. Standbys try the lock every second; if the leader dies, its connecti
 is released and a standby takes over. A crash between XADD and marking the rows published
 republishes a batch; consumers recognise the duplicates by version (see workers/checkpoints.py).
 
-The leader also keeps Redis bounded and honest (workers/retention.py): it trims each stream, and
-forgets outbox rows, only behind every group's acknowledged entry; and when a stream lost entries it
-had written, it publishes that partition's retained rows again.
+Publishing is all the relay does, and that includes publishing again what Redis lost: when a
+stream is gone or behind the newest entry the relay wrote (workers/retention.py), that partition's
+retained outbox rows go out again. Keeping Redis and PostgreSQL bounded (trimming, purging) is
+upkeep, scheduled apart (workers/upkeep.py); lag is measured where it is read (workers/gauges.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import threading
 import time
 
 import psycopg
-import redis
 from sqlalchemy import Connection, Engine, text
 
 from app.eventlog import store as eventstore
@@ -37,48 +37,18 @@ from app.eventlog.streams import (
     stream_keys,
 )
 from app.platform.config import Settings
-from app.platform.db import TRANSIENT_DB_ERRORS, autocommit
+from app.platform.db import autocommit
 from app.platform.logs import event_context
-from app.platform.metrics import CONSUMER_LAG, CONSUMER_LAG_SECONDS, CONSUMER_PENDING, EVENTS_PUBLISHED, RELAY_BACKLOG
-from commands import idempotency
-from queries.projections import PROJECTIONS
+from app.platform.metrics import EVENTS_PUBLISHED
 from workers import outbox
-from workers.retention import acknowledged_below, lost_entries, stream_status
+from workers.loop import run_until_stopped
+from workers.retention import append_unless_lost, found_lost, lost_entries
 
 log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x6F7264657273  # "orders": the advisory lock key that makes a relay the leader
 CHANNEL = "orderstream_outbox"  # NOTIFYed by a trigger on outbox inserts
-# Append a batch's entries to one partition stream, unless the stream has lost entries we wrote
-# (ARGV[1], the newest id we recorded, or '' if none): then add nothing and answer {'lost'}.
-# Check and append are one atomic step, so the evidence of a loss (the stream's last generated id
-# behind ours) survives until the relay has queued the lost events again in PostgreSQL; appending
-# first would hide it behind new ids. ARGV[2] is the number of fields per entry, then the entries.
-APPEND_UNLESS_LOST = """
-local expected = ARGV[1]
-if expected ~= '' then
-    local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
-    local last = nil
-    if type(info) == 'table' and not info['err'] then
-        for i = 1, #info, 2 do
-            if info[i] == 'last-generated-id' then last = info[i + 1] end
-        end
-    end
-    if last == nil then return {'lost'} end
-    local lms, lseq = string.match(last, '(%d+)-(%d+)')
-    local ems, eseq = string.match(expected, '(%d+)-(%d+)')
-    lms, lseq, ems, eseq = tonumber(lms), tonumber(lseq), tonumber(ems), tonumber(eseq)
-    if lms < ems or (lms == ems and lseq < eseq) then return {'lost'} end
-end
-local width = tonumber(ARGV[2])
-local ids = {}
-for i = 3, #ARGV, width do
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
-end
-return ids
-"""
 LOCK_CHECK_SECONDS = 0.5  # how often a busy leader checks that its lock session is alive
-TRANSIENT = (*TRANSIENT_DB_ERRORS, redis.ConnectionError, redis.TimeoutError)
 
 
 class Relay:
@@ -87,24 +57,13 @@ class Relay:
         self.keys = stream_keys(settings.key_prefix, settings.stream_partitions)
         self.poll_seconds = 1.0
         # The newest entry id written to each partition (relay_partitions, kept in step while leading;
-        # reloaded at every upkeep, which runs first thing after taking the lead).
+        # reloaded at every repair, which runs first thing after taking the lead).
         self.newest_written: dict[int, EntryId] = {}
 
     def run(self) -> None:
-        """Until stopped: become leader, then publish whatever the outbox holds."""
-        backoff = 0.1
-        while not self.stop.is_set():
-            try:
-                self._lead_if_possible()
-                backoff = 0.1
-            except TRANSIENT as exc:
-                log.warning("relay lost a connection (%s); retrying in %.1fs", exc, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:  # a bug must not take the relay down for good: log it, step down, retry
-                log.exception("relay failed; stepping down and retrying in %.1fs", backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+        """Until stopped: become leader, then publish whatever the outbox holds. A failure steps down
+        (the lock session closes) and tries again after a backoff (workers/loop.py)."""
+        run_until_stopped(self._lead_if_possible, self.stop, "relay")
 
     def _lead_if_possible(self) -> None:
         with psycopg.connect(
@@ -127,22 +86,18 @@ class Relay:
 
     def _lead(self, lock_conn: psycopg.Connection[tuple[object, ...]], publisher: Connection) -> None:
         interval = self.settings.retention_interval_ms / 1000
-        next_upkeep = next_lock_check = 0.0
+        next_repair = next_lock_check = 0.0
         linger = self.settings.batch_linger_ms / 1000
         while not self.stop.is_set():
             if time.monotonic() >= next_lock_check:  # a dead session has lost the lock: fail, step down, retry
                 lock_conn.execute("SELECT 1")
                 next_lock_check = time.monotonic() + LOCK_CHECK_SECONDS
-            if time.monotonic() >= next_upkeep:
+            if time.monotonic() >= next_repair:  # an idle relay would not notice a loss by publishing
                 self.repair_lost_streams()
-                self.trim_acknowledged()
-                self.report()
-                with self.engine.begin() as conn:
-                    idempotency.purge_expired(conn)
-                next_upkeep = time.monotonic() + interval
+                next_repair = time.monotonic() + interval
             published = self.publish_batch(publisher)
             if published < self.settings.relay_batch_size:
-                wait = max(0.0, min(self.poll_seconds, next_upkeep - time.monotonic()))
+                wait = max(0.0, min(self.poll_seconds, next_repair - time.monotonic()))
                 for _ in lock_conn.notifies(timeout=wait, stop_after=1):
                     pass
                 if published > 1:  # events came faster than one per round: let a few more commit first
@@ -166,16 +121,13 @@ class Relay:
         written = self.newest_written
         pipe = self.redis.pipeline(transaction=False)
         for partition, batch in by_partition.items():
-            expected = format_entry_id(written[partition]) if partition in written else ""
-            entries = [encode_entry(event) for event in batch]
-            flat = [part for entry in entries for field in entry.items() for part in field]
-            pipe.eval(APPEND_UNLESS_LOST, 1, self.keys[partition], expected, 2 * len(entries[0]), *flat)
+            append_unless_lost(pipe, self.keys[partition], written.get(partition), [encode_entry(e) for e in batch])
         results = pipe.execute(raise_on_error=False)
         rows, lost = [], []
         for (partition, batch), result in zip(by_partition.items(), results, strict=True):
             if isinstance(result, Exception):
                 raise result
-            if result and result[0] in (b"lost", "lost"):
+            if found_lost(result):
                 lost.append(partition)
                 continue
             rows += [(event.position, partition, parse_entry_id(i)) for event, i in zip(batch, result, strict=True)]
@@ -209,31 +161,6 @@ class Relay:
                         format_entry_id(last_id),
                         count,
                     )
-
-    def trim_acknowledged(self) -> None:
-        """Trim streams and outbox behind the entry every group has acknowledged, never past it."""
-        for partition, key in enumerate(self.keys):
-            below = acknowledged_below(self.redis, key, self.settings.projections or tuple(PROJECTIONS))
-            if below is None:
-                continue
-            self.redis.xtrim(key, minid=format_entry_id(below), approximate=False)
-            with self.engine.begin() as conn:
-                outbox.forget_acknowledged(conn, partition, below)
-
-    def report(self) -> None:
-        """Backlog, and each group's lag and pending entries, for /metrics (the leader is the one writer)."""
-        with self.engine.connect() as conn:
-            RELAY_BACKLOG.set(outbox.backlog(conn))
-        totals: dict[str, list[float]] = {}
-        for key in self.keys:
-            for group in stream_status(self.redis, key)["groups"]:
-                lag, pending, age = totals.setdefault(group["name"], [0, 0, 0.0])
-                totals[group["name"]] = [lag + group["lag"], pending + group["pending"],
-                                         max(age, group["oldest_unprocessed_age_s"])]  # fmt: skip
-        for name, (lag, pending, age) in totals.items():
-            CONSUMER_LAG.labels(name).set(lag)
-            CONSUMER_PENDING.labels(name).set(pending)
-            CONSUMER_LAG_SECONDS.labels(name).set(age)
 
 
 def _ids(event: RecordedEvent) -> dict[str, object]:

@@ -210,6 +210,14 @@ def relay() -> None:
 
 
 @main.command()
+def upkeep() -> None:
+    """Run rq's cron scheduler, which enqueues the upkeep jobs (trimming, purging) for the rq worker."""
+    from workers.main import run_upkeep
+
+    run_upkeep(Settings.from_env())
+
+
+@main.command()
 @click.option("--projection", default="order_summaries", show_default=True)
 @click.option("--name", default=None, help="consumer name (default: host-pid)")
 def projector(projection: str, name: str | None) -> None:

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from queries.projections import PROJECTIONS
     from queries.stats_views import blp as stats_blp
     from queries.views import blp as queries_blp
+    from workers.gauges import StreamGauges
 
     blueprints = (commands_blp, queries_blp, stats_blp, audit_blp, admin_blp, health_blp)
 
@@ -76,11 +77,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         RQ_DASHBOARD_REDIS_URL=settings.redis_url,
     )
+    engine, streams = make_engine(settings), streams_client(settings)
     app.extensions["orderstream"] = {
         "settings": settings,
-        "engine": make_engine(settings),
+        "engine": engine,
         "redis": Redis.from_url(settings.redis_url),
-        "streams": streams_client(settings),
+        "streams": streams,
         "waiting_reads": threading.BoundedSemaphore(settings.max_waiting_reads),
     }
     if settings.trusted_proxies:  # the client's address (for the failed-login limit) as the proxy saw it
@@ -90,9 +92,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         )  # fmt: skip
     # The order of these is the order every request meets them: nothing judges a request before
     # it is authenticated, and nothing reads its body before the input guard.
-    install_metrics(
-        app, event_types=sorted(EVENT_TYPES), projections=sorted(PROJECTIONS), collectors=[ProcessRecords()]
-    )
+    # Lag and backlog are read from Redis and PostgreSQL at each scrape, whichever worker is dead.
+    collectors = [ProcessRecords(), StreamGauges(settings, engine, streams)]
+    install_metrics(app, event_types=sorted(EVENT_TYPES), projections=sorted(PROJECTIONS), collectors=collectors)
     install_request_ids(app)
     install_browser_rules(app)
     install_auth(app, settings)

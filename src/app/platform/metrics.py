@@ -40,25 +40,7 @@ REQUEST_SECONDS = Histogram(
 )
 EVENTS_APPENDED = Counter("orderstream_events_appended_total", "Events appended to the event store", ["type"])
 EVENTS_PUBLISHED = Counter("orderstream_events_published_total", "Events the relay XADDed to the streams")
-RELAY_BACKLOG = Gauge(
-    "orderstream_relay_backlog_events", "Outbox events not yet published", multiprocess_mode="livemax"
-)
 EVENTS_APPLIED = Counter("orderstream_events_applied_total", "Events folded into a projection", ["projection"])
-CONSUMER_LAG = Gauge(
-    "orderstream_consumer_lag_events", "Entries not yet delivered to a group", ["group"], multiprocess_mode="livemax"
-)
-CONSUMER_PENDING = Gauge(
-    "orderstream_consumer_pending_entries",
-    "Entries delivered, not acknowledged",
-    ["group"],
-    multiprocess_mode="livemax",
-)
-CONSUMER_LAG_SECONDS = Gauge(
-    "orderstream_consumer_lag_seconds",
-    "Age of a group's oldest unprocessed entry",
-    ["group"],
-    multiprocess_mode="livemax",
-)
 DEAD_LETTERS = Counter("orderstream_dead_letters_total", "Entries moved to the dead letters", ["projection"])
 ENTRIES_TAKEN_OVER = Counter(
     "orderstream_entries_taken_over_total",
@@ -74,11 +56,12 @@ REBUILD_PROGRESS = Gauge(
 def registry(collectors: Iterable[Collector] = ()) -> CollectorRegistry:
     """Every process's series (the multiprocess directory's files, when there is one) and `collectors`."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return REGISTRY
-    forget_exited_processes(Path(directory))
-    collected = CollectorRegistry()
-    multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
+    collected = CollectorRegistry(auto_describe=False)  # (registering does not run a collection)
+    if directory:
+        forget_exited_processes(Path(directory))
+        multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
+    else:
+        collected.register(REGISTRY)  # this process's own series (a registry is a collector too)
     for collector in collectors:
         collected.register(collector)
     return collected
