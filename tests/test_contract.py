@@ -19,8 +19,7 @@ from flask import Flask
 from app.entry.factory import create_app
 from app.platform.tokens import create_token
 from queries.schemas import OrderSchema
-from tests.support import BIN, Env, api_client, wait_for, web_server, workers
-from tests.test_api import ORDER, events_of, place
+from tests.support import BIN, ORDER, Env, api_client, events_of, place, wait_for, web_server, workers
 
 PAY = {"amount": "19.98", "reference": "psp-1"}
 SHIP = {"carrier": "DHL", "tracking_number": "T-1"}

@@ -23,9 +23,7 @@ from hypothesis import strategies as st
 from app.entry.factory import create_app
 from app.platform.validation import IDENTIFIER_PATTERN, FullMatch
 from commands.schemas import SKU_PATTERN
-from tests.routes import VALID_BODIES, our_routes, routes
-from tests.support import Env, api_client, wait_for, workers
-from tests.test_api import ORDER, events_of, place
+from tests.support import ORDER, VALID_BODIES, Env, api_client, events_of, our_routes, place, routes, wait_for, workers
 
 WEIRD_NUMBERS = ["9" * 5000, "-" + "9" * 5000, "1e999", "-1e999", "NaN", "Infinity", "1" * 41, "1.5e308", "0.0",
                  "-0", "12345678901234567890"]  # fmt: skip

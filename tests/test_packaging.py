@@ -1,4 +1,5 @@
-"""Packaging: the embedded servers are an extra, and an install without it says what to do.
+"""Packaging: the embedded servers are an extra, and an install without it says what to do (no server
+needed, but real `orderstream` processes: here rather than in the unit layer, which stays pure).
 
 The "not installed" case runs the real `orderstream` command in a subprocess whose PYTHONPATH puts a
 module first that raises ModuleNotFoundError on import, as Python does for a wheel that is absent.
