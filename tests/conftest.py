@@ -1,24 +1,33 @@
-"""Fixtures: the tests run against real PostgreSQL and Redis, each test module set in its own database."""
+"""Fixtures: the tests run against real PostgreSQL and Redis, each test module set in its own database.
+
+Fixtures only, and nothing imported at the top but pytest: pytest loads this file for tests/unit too,
+whose tests run with no server and no environment variable. Every fixture below starts or reaches
+the services only when a test asks for it (tests/unit/conftest.py refuses, for unit tests).
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
-from app.entry.factory import create_app
-from app.platform import schema
-from app.platform.config import Settings
-from tests.support import Env, admin, api_client, database_url_for, ensure_reachable, isolated_env
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+
+    from app.platform.config import Settings
+    from tests.support import Env
 
 
 @pytest.fixture(scope="session")
 def base_settings() -> Iterator[Settings]:
     """The servers named by DATABASE_URL/REDIS_URL (`make test` sets them, embedded if unset)."""
+    from app.platform.config import Settings
+    from tests.support import ensure_reachable
+
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         settings = Settings.from_env()
         ensure_reachable(settings)
@@ -33,6 +42,9 @@ def base_settings() -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def template_db(base_settings: Settings) -> Iterator[str]:
     """A migrated database that each test environment is copied from (CREATE DATABASE ... TEMPLATE)."""
+    from app.platform import schema
+    from tests.support import admin, database_url_for
+
     name = f"os_template_{uuid.uuid4().hex[:12]}"
     admin(base_settings.database_url, f'CREATE DATABASE "{name}"')
     try:
@@ -45,6 +57,8 @@ def template_db(base_settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def env(base_settings: Settings, template_db: str) -> Iterator[Env]:
     """A database and key prefix shared by the tests of one module."""
+    from tests.support import isolated_env
+
     with isolated_env(base_settings, template_db) as e:
         yield e
 
@@ -52,12 +66,16 @@ def env(base_settings: Settings, template_db: str) -> Iterator[Env]:
 @pytest.fixture
 def fresh_env(base_settings: Settings, template_db: str) -> Iterator[Env]:
     """A database and key prefix of this test's own."""
+    from tests.support import isolated_env
+
     with isolated_env(base_settings, template_db) as e:
         yield e
 
 
 @pytest.fixture(scope="module")
 def app(env: Env) -> Iterator[Flask]:
+    from app.entry.factory import create_app
+
     flask_app = create_app(env.settings)
     flask_app.config["TESTING"] = True
     yield flask_app
@@ -67,12 +85,14 @@ def app(env: Env) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """A client with the environment's admin token."""
+    from tests.support import api_client
+
     return api_client(app)
 
 
 @pytest.fixture(scope="module")
 def order_id(app: Flask) -> str:
     """An order placed in the module's environment (pending, one line of SKU "A")."""
-    from tests.test_api import place
+    from tests.support import api_client, place
 
     return place(api_client(app))

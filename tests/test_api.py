@@ -10,19 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support import Env, api_client
-
-ORDER = {"customer_id": "c-1", "currency": "EUR", "items": [{"sku": "A", "quantity": 2, "unit_price": "9.99"}]}
-
-
-def place(client: FlaskClient, body: dict[str, Any] | None = None) -> str:
-    response = client.post("/orders", json=body or ORDER)
-    assert response.status_code == 201, response.json
-    return str(response.json["order_id"])
-
-
-def events_of(env: Env, order_id: str) -> list[str]:
-    return [r["type"] for r in env.rows("SELECT type FROM events WHERE stream_id = :s ORDER BY version", s=order_id)]
+from tests.support import ORDER, Env, api_client, events_of, place
 
 
 def test_place_order_answers_201_with_location_version_position_and_etag(client: FlaskClient, env: Env) -> None:

@@ -9,9 +9,18 @@ import requests
 from flask import Flask
 
 from app.entry.factory import create_app
-from tests.routes import VALID_BODIES, our_routes
-from tests.support import Env, api_client, wait_for, web_server, workers
-from tests.test_api import ORDER, events_of, place
+from tests.support import (
+    ORDER,
+    VALID_BODIES,
+    Env,
+    api_client,
+    events_of,
+    our_routes,
+    place,
+    wait_for,
+    web_server,
+    workers,
+)
 
 # --- 12. bounds that agree --------------------------------------------------------------------------------------
 

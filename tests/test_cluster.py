@@ -22,12 +22,23 @@ from app.entry.factory import create_app
 from app.eventlog.streams import encode_entry, stream_key_for, stream_keys
 from app.platform.config import Settings
 from app.processes.embedded import free_port
-from tests.faults import REDIS_SERVER
-from tests.projections import rebuilt, snapshot
-from tests.support import Env, api_client, isolated_env, wait_for, workers
-from tests.test_api import ORDER
-from tests.test_projector import write_history
-from tests.test_takeover import NO_IDLE_CLAIM, TAKEOVER_S, group_consumers, pending_ids, read_as
+from tests.support import (
+    NO_IDLE_CLAIM,
+    ORDER,
+    REDIS_SERVER,
+    TAKEOVER_S,
+    Env,
+    api_client,
+    group_consumers,
+    isolated_env,
+    pending_ids,
+    read_as,
+    rebuilt,
+    snapshot,
+    wait_for,
+    workers,
+    write_history,
+)
 
 REDIS_CLI = REDIS_SERVER.parent / "redis-cli"
 

@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from dataclasses import replace
-from typing import Any
 
 import pytest
 import requests
@@ -19,8 +18,7 @@ from flask import Flask
 from app.entry.factory import create_app
 from app.platform.tokens import create_token
 from queries.schemas import OrderSchema
-from tests.support import BIN, Env, api_client, wait_for, web_server, workers
-from tests.test_api import ORDER, events_of, place
+from tests.support import BIN, ORDER, Env, api_client, events_of, place, shown, wait_for, web_server, workers
 
 PAY = {"amount": "19.98", "reference": "psp-1"}
 SHIP = {"carrier": "DHL", "tracking_number": "T-1"}
@@ -214,14 +212,6 @@ def test_an_orders_etag_is_its_version_for_if_none_match_and_if_match(fresh_env:
         assert stale.status_code == 412  # read, then change: the ETag read before the payment is stale now
         listed = client.get("/orders")
         assert client.get("/orders", headers={"If-None-Match": listed.headers["ETag"]}).status_code == 304
-
-
-def shown(client: Any, order_id: str, version: int) -> dict[str, Any]:
-    """The order once the projection shows `version` (polling: a projector process takes a moment to start)."""
-    return wait_for(  # type: ignore[no-any-return]
-        lambda: (r := client.get(f"/orders/{order_id}?min_version={version}")).status_code == 200 and r.json,
-        what=f"the projector to show {order_id} at version {version}",
-    )
 
 
 def test_an_order_reads_exactly_as_its_documented_schema_in_every_state(fresh_env: Env) -> None:

@@ -13,8 +13,7 @@ import requests
 from flask import Flask
 
 from app.entry.factory import create_app
-from tests.routes import routes
-from tests.support import Env, api_client, web_server
+from tests.support import Env, api_client, routes, web_server
 
 
 @pytest.fixture(scope="module")

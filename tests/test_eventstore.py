@@ -11,14 +11,8 @@ import sqlalchemy.exc
 from sqlalchemy import text
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import ItemAdded, Line, OrderCreated
-from tests.support import Env
-
-META = {"request_id": "r-1", "correlation_id": "c-1", "causation_id": None, "actor": "test"}
-
-
-def created(order_id: str) -> OrderCreated:
-    return OrderCreated(order_id, "c-1", "EUR", (Line("A", 1, Decimal("1.00")),))
+from app.eventlog.events import ItemAdded
+from tests.support import META, Env, created
 
 
 def test_append_then_load_gives_the_envelopes_back(env: Env) -> None:

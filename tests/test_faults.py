@@ -1,6 +1,6 @@
 """Faults the event path survives, each against real services: nothing lost, nothing applied twice.
 
-Every test ends by comparing the projection with a rebuild from the event log (tests/projections.py):
+Every test ends by comparing the projection with a rebuild from the event log (tests/support/projections.py):
 an event applied twice (ItemAdded quantities add up) or lost would make them differ.
 """
 
@@ -8,26 +8,34 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 from flask.testing import FlaskClient
-from redis import Redis
 from sqlalchemy import text
 
 from app.entry.factory import create_app
 from app.platform.config import Settings
 from app.platform.db import driver, make_engine, pipelined_transaction
-from tests.faults import RedisServer, TcpProxy
-from tests.projections import rebuilt, snapshot
-from tests.support import Env, api_client, isolated_env, wait_for, workers
-from tests.test_api import ORDER
-from tests.test_projector import write_history
-from tests.test_upkeep import upkeep, upkeep_finished_since
+from tests.support import (
+    ORDER,
+    Env,
+    RedisServer,
+    TcpProxy,
+    api_client,
+    assert_exactly_once,
+    consumer_groups,
+    converged,
+    isolated_env,
+    pending,
+    upkeep,
+    upkeep_finished_since,
+    wait_for,
+    workers,
+    write_orders,
+)
 from workers.relay import current_leader
 from workers.upkeep import trim_streams
 
@@ -47,45 +55,6 @@ def own_redis_env(base_settings: Settings, template_db: str, redis_server: Redis
     """An isolated environment whose Redis is a server this test may kill, wipe or roll back."""
     with isolated_env(base_settings, template_db, redis_url=redis_server.url) as env:
         yield env
-
-
-def pending(env: Env, consumer: str | None = None) -> int:
-    """Entries delivered to the projection's group (or one consumer of it) and not acknowledged."""
-    total = 0
-    for n in range(PARTITIONS):
-        key = f"{env.settings.key_prefix}:events:{n}"
-        if not any(g["name"] == b"order_summaries" for g in _groups(env.redis, key)):
-            continue
-        if consumer is None:
-            total += int(env.redis.xpending(key, "order_summaries")["pending"])
-        else:
-            total += len(env.redis.xpending_range(key, "order_summaries", "-", "+", 10_000, consumername=consumer))
-    return total
-
-
-def _groups(client: Redis, key: str) -> list[dict[str, object]]:
-    try:
-        return list(client.xinfo_groups(key))
-    except redis.ResponseError:  # no such key yet
-        return []
-
-
-def converged(env: Env) -> bool:
-    """Every event in the log is reflected in the projection (the sum of versions is a cheap proxy)."""
-    events = env.scalar("SELECT count(*) FROM events")
-    return bool(env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events)
-
-
-def assert_exactly_once(env: Env) -> None:
-    wait_for(lambda: converged(env), timeout=30, what="the projection to reflect every event")
-    assert snapshot(env) == rebuilt(env)
-
-
-def write_orders(env: Env, count: int, items: int = 3) -> list[str]:
-    orders = [str(uuid.uuid4()) for _ in range(count)]
-    for order_id in orders:
-        write_history(env, order_id, items)
-    return orders
 
 
 def test_a_dead_projectors_entries_are_claimed_by_a_live_one(fresh_env: Env) -> None:
@@ -191,7 +160,7 @@ def test_postgresql_outage_commands_fail_fast_with_503_and_nothing_pending_is_dr
         with isolated_env(base_settings, template_db, database_port=proxy.port) as env:
             client = api_client(create_app(env.settings))
             with workers(env, ("projector",)):  # its consumer group exists before the outage
-                wait_for(lambda: _groups(env.redis, f"{env.settings.key_prefix}:events:0"), what="the group")
+                wait_for(lambda: consumer_groups(env.redis, f"{env.settings.key_prefix}:events:0"), what="the group")
             with workers(env, ("relay",)):
                 write_orders(env, 10)
                 wait_for(lambda: env.unpublished() == 0, what="publishing")
@@ -225,7 +194,9 @@ def test_a_poison_event_is_dead_lettered_the_rest_flows_and_it_can_be_redriven_o
             "ALTER TABLE order_summaries ADD CONSTRAINT simulated_bug CHECK (left(customer_id, 6) <> 'poison')"
         )
     with workers(env, ("relay",), ("projector",)):
-        wait_for(lambda: _groups(env.redis, f"{env.settings.key_prefix}:events:3"), what="the projector's group")
+        wait_for(
+            lambda: consumer_groups(env.redis, f"{env.settings.key_prefix}:events:3"), what="the projector's group"
+        )
         poison = [_place(client, customer) for customer in ("poison-1", "poison-2")]
         healthy = [_place(client, "healthy") for _ in range(10)]
         wait_for(lambda: env.scalar("SELECT count(*) FROM order_summaries") == len(healthy), what="healthy orders")

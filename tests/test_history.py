@@ -11,8 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from app.eventlog.catalogue import catalogue_markdown
-from tests.support import Env
-from tests.test_api import ORDER, place
+from tests.support import ORDER, Env, place
 
 
 def lifecycle(client: FlaskClient) -> tuple[str, list[dict[str, object]]]:
@@ -85,7 +84,7 @@ def test_history_folds_the_order_as_it_was_by_version_and_by_time(client: FlaskC
 
 def test_a_log_with_both_versions_of_product_shipped_folds_and_projects(client: FlaskClient, env: Env) -> None:
     """A version 1 ProductShipped (no service level) stored before the upgrade, beside version 2 ones."""
-    from tests.projections import rebuilt
+    from tests.support import rebuilt
 
     old = place(client)
     client.post(f"/orders/{old}/payments", json={"amount": "19.98", "reference": "r"})
@@ -124,7 +123,7 @@ def test_the_catalogue_page_is_current_and_in_the_openapi_document(client: Flask
 
 def test_the_feed_never_passes_an_event_whose_transaction_commits_late(client: FlaskClient, env: Env) -> None:
     from app.eventlog import store as eventstore
-    from tests.test_eventstore import META, created
+    from tests.support import META, created
 
     start = client.get("/events?limit=1000").json["next"]
     late, early = str(uuid.uuid4()), str(uuid.uuid4())

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.support import Env, wait_for, workers
-from tests.test_api import ORDER, place
+from tests.support import ORDER, Env, place, wait_for, workers
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ from app.platform.metrics import METHODS
 from app.processes.launcher import REPO
 from app.processes.supervision import read_procfile
 from queries.projections import PROJECTIONS
-from tests.support import Env, wait_for, web_server, workers
-from tests.test_api import ORDER
+from tests.support import ORDER, Env, wait_for, web_server, workers
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")

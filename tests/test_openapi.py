@@ -22,8 +22,7 @@ import pytest
 from flask import Flask
 
 from app.platform.api import GLOBAL_HEADERS
-from tests.support import BIN, Env, wait_for, web_server, workers
-from tests.test_api import ORDER
+from tests.support import BIN, ORDER, Env, wait_for, web_server, workers
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 OPERATION_IDS = {

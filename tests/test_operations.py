@@ -14,9 +14,7 @@ import requests
 from flask.testing import FlaskClient
 
 from app.platform.config import Settings
-from tests.support import Env, wait_for, web_server, workers
-from tests.test_api import ORDER
-from tests.test_faults import _groups
+from tests.support import ORDER, Env, consumer_groups, wait_for, web_server, workers
 
 
 def test_health_and_readiness_are_public(client: FlaskClient, env: Env) -> None:
@@ -90,7 +88,7 @@ def test_logs_are_json_lines_carrying_the_request_id_through_the_workers(fresh_e
     client = api_client(create_app(fresh_env.settings))
     with workers(fresh_env, ("relay",), ("projector",), LOG_LEVEL="DEBUG") as (relay, projector):
         last_partition = f"{fresh_env.settings.key_prefix}:events:{fresh_env.settings.stream_partitions - 1}"
-        wait_for(lambda: _groups(fresh_env.redis, last_partition), what="the projector's consumer group")
+        wait_for(lambda: consumer_groups(fresh_env.redis, last_partition), what="the projector's consumer group")
         response = client.post("/orders", json=ORDER, headers={"X-Request-ID": f"trace-{worker}"})
         order_id = response.json["order_id"]
         target = relay if worker == "relay" else projector

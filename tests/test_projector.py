@@ -6,45 +6,21 @@ import random
 import threading
 import time
 import uuid
-from decimal import Decimal
 from typing import Any
 
 from redis import Redis
 from sqlalchemy import text
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import ItemAdded, ItemRemoved, PaymentProcessed
 from app.eventlog.streams import encode_entry, stream_key_for
 from commands.order import Order
 from queries.order_summaries import ORDER_SUMMARIES
-from tests.projections import rebuilt, snapshot
-from tests.support import Env, in_thread, wait_for, workers
-from tests.test_eventstore import META, created
-from tests.test_relay import relay_loop
+from tests.support import Env, in_thread, rebuilt, relay_loop, snapshot, wait_for, workers, write_history
 from workers.consumer import ConsumerGroupRunner
 
 
 def runner(env: Env, name: str, stop: threading.Event) -> ConsumerGroupRunner:
     return ConsumerGroupRunner(env.settings, ORDER_SUMMARIES, env.engine, env.redis, name, stop)
-
-
-def write_history(env: Env, order_id: str, items: int, pay: bool = False) -> list[Any]:
-    """OrderCreated, `items` ItemAdded of SKU "A" (quantities merge), one ItemRemoved, maybe a payment."""
-    events: list[Any] = [created(order_id)]
-    events += [ItemAdded(order_id, "A" if n % 2 else f"S{n}", 1, Decimal("1.50")) for n in range(items)]
-    if items > 1:
-        events.append(ItemRemoved(order_id, "S0"))
-    recorded = []
-    with env.engine.begin() as conn:
-        for version, event in enumerate(events):
-            recorded += eventstore.append(conn, order_id, version, [event], META)
-    if pay:
-        order = Order.fold(order_id, events)
-        with env.engine.begin() as conn:
-            recorded += eventstore.append(
-                conn, order_id, order.version, [PaymentProcessed(order_id, order.total, "p")], META
-            )
-    return recorded
 
 
 def projected(env: Env, order_id: str) -> dict[str, Any]:

@@ -7,9 +7,7 @@ import threading
 from typing import Any
 
 from app.entry.factory import create_app
-from tests.projections import rebuilt, snapshot
-from tests.support import BIN, Env, api_client, wait_for, workers
-from tests.test_api import ORDER
+from tests.support import BIN, ORDER, Env, api_client, rebuilt, snapshot, wait_for, workers
 
 
 def table_oid(env: Env) -> int:

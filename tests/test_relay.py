@@ -11,13 +11,8 @@ from decimal import Decimal
 
 from app.eventlog import store as eventstore
 from app.eventlog.events import ItemAdded
-from tests.support import Env, in_thread, stream_entries, wait_for, workers
-from tests.test_eventstore import META, created
+from tests.support import META, Env, created, in_thread, relay_loop, stream_entries, wait_for, workers
 from workers.relay import Relay
-
-
-def relay_loop(env: Env):  # type: ignore[no-untyped-def]
-    return lambda stop: Relay(env.settings, env.engine, env.redis, stop).run()
 
 
 def published(env: Env) -> dict[str, list[int]]:

@@ -24,8 +24,7 @@ import requests
 
 from app.processes.embedded import free_port
 from app.processes.supervision import Supervisor, socket_url
-from tests.support import BIN, answers, wait_for
-from tests.test_api import ORDER
+from tests.support import BIN, ORDER, answers, wait_for
 
 pytestmark = pytest.mark.embedded
 

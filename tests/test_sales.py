@@ -10,8 +10,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from app.entry.factory import create_app
-from tests.support import Env, api_client, wait_for, workers
-from tests.test_api import ORDER
+from tests.support import ORDER, Env, api_client, wait_for, workers
 
 
 def expected(env: Env) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Decimal]]:

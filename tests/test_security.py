@@ -19,9 +19,7 @@ from flask import Flask
 from app.entry.factory import create_app
 from app.platform.config import InsecureAdminToken, Settings
 from app.platform.tokens import InvalidTokenName, check_token_name, create_token
-from tests.routes import routes
-from tests.support import BIN, Env, api_client
-from tests.test_api import ORDER, place
+from tests.support import BIN, ORDER, Env, api_client, place, routes
 
 JUNK_BODIES: list[dict[str, Any]] = [
     {"data": "{not json", "content_type": "application/json"},

@@ -35,9 +35,7 @@ from app.eventlog.events import (
 from app.eventlog.streams import encode_entry, stream_key_for
 from queries.order_summaries import ORDER_SUMMARIES
 from queries.projections import PROJECTIONS
-from tests.projections import rebuilt, snapshot
-from tests.support import Env
-from tests.test_eventstore import META
+from tests.support import META, Env, rebuilt, snapshot
 from workers.checkpoints import apply_batch
 from workers.consumer import ConsumerGroupRunner
 from workers.replay import Progress, replay

@@ -24,9 +24,7 @@ import requests
 
 from app.processes.embedded import free_port
 from app.processes.supervision import Supervisor, socket_url
-from tests.projections import rebuilt, snapshot
-from tests.support import BIN, Env, answers, wait_for
-from tests.test_api import ORDER
+from tests.support import BIN, ORDER, Env, answers, rebuilt, snapshot, wait_for
 
 
 @dataclass

@@ -12,27 +12,34 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import text
 
 from app.eventlog import store as eventstore
 from app.eventlog.events import ItemAdded
-from app.eventlog.streams import StreamsClient, consumer_key, stream_keys
+from app.eventlog.streams import consumer_key
 from app.platform.config import Settings
-from tests.faults import RedisServer
-from tests.support import Env, isolated_env, wait_for, workers
-from tests.test_eventstore import META
-from tests.test_faults import assert_exactly_once, pending, write_orders
-from tests.test_projector import write_history
-
-GROUP = "order_summaries"
-NO_IDLE_CLAIM = {"ORDERSTREAM_CLAIM_IDLE_MS": "60000"}
-TAKEOVER_S = 10.0  # heartbeat TTL (3 s) + a look to notice + a look to confirm, with room: far below 60 s
+from tests.support import (
+    GROUP,
+    META,
+    NO_IDLE_CLAIM,
+    TAKEOVER_S,
+    Env,
+    RedisServer,
+    assert_exactly_once,
+    group_consumers,
+    isolated_env,
+    pending,
+    pending_ids,
+    read_as,
+    wait_for,
+    workers,
+    write_history,
+    write_orders,
+)
 
 
 def test_a_killed_projectors_entries_are_taken_over_by_a_live_one_within_seconds(fresh_env: Env) -> None:
@@ -155,30 +162,6 @@ def add_items(env: Env, order_id: str, after_version: int, count: int) -> None:
     with env.engine.begin() as conn:
         for n in range(count):
             eventstore.append(conn, order_id, after_version + n, [ItemAdded(order_id, "B", 1, Decimal("2.00"))], META)
-
-
-def group_consumers(env: Env, client: StreamsClient | None = None) -> set[str]:
-    """The names in the projection's group, on any partition stream."""
-    names: set[str] = set()
-    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
-        with suppress(redis.ResponseError):  # no stream or group yet
-            names |= {c["name"].decode() for c in (client or env.redis).xinfo_consumers(key, GROUP)}
-    return names
-
-
-def read_as(env: Env, consumer: str, count: int, client: StreamsClient | None = None) -> None:
-    """Deliver new entries to `consumer` (as if it had read them just before dying)."""
-    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):  # one slot per call
-        (client or env.redis).xreadgroup(GROUP, consumer, {key: ">"}, count=count)
-
-
-def pending_ids(env: Env, consumer: str, client: StreamsClient | None = None) -> set[bytes]:
-    """The entries delivered to `consumer` and not acknowledged, on every partition stream."""
-    ids: set[bytes] = set()
-    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
-        pending = (client or env.redis).xpending_range(key, GROUP, "-", "+", 10_000, consumername=consumer)
-        ids |= {entry["message_id"] for entry in pending}
-    return ids
 
 
 def waiting_on_a_lock(env: Env) -> bool:

@@ -5,48 +5,24 @@ two upkeeps at once (two instances) do the work once."""
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from rq.cron import get_cron_job_history_key
-from rq.job import Job, JobStatus
 
 from app.eventlog.streams import stream_keys, streams_client
 from commands import idempotency
-from tests.support import Env, Worker, wait_for, web_server, workers
-from tests.test_api import ORDER
-from tests.test_projector import write_history
-from workers.upkeep import job_name, trim_acknowledged
-
-
-@contextmanager
-def upkeep(env: Env, **extra_env: str) -> Iterator[list[Worker]]:
-    """rq's cron scheduler (`orderstream upkeep`) and an rq worker that runs its jobs, preloaded as the
-    Procfile's is (`-c workers.preload`)."""
-    with workers(env, ("upkeep",), ("rqworker",), RQ_CONFIG="workers.preload", **extra_env) as started:
-        yield started
-
-
-def upkeep_finished_since(env: Env, job: Callable[[], int], since: float) -> bool:
-    """Whether a run of this upkeep job, enqueued after `since` (epoch seconds), has finished."""
-    ids = env.redis.zrangebyscore(get_cron_job_history_key(job_name(env.settings, job)), since, "+inf")
-    runs = Job.fetch_many([i.decode() for i in ids], connection=env.redis)
-    return any(run is not None and run.get_status() == JobStatus.FINISHED for run in runs)
-
-
-def write_orders(env: Env, count: int) -> None:
-    for _ in range(count):
-        write_history(env, str(uuid.uuid4()), 3)
-
-
-def converged(env: Env) -> bool:
-    """Every event in the log is reflected in the projection (the sum of versions is a cheap proxy)."""
-    events = env.scalar("SELECT count(*) FROM events")
-    return bool(env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events)
+from tests.support import (
+    ORDER,
+    Env,
+    converged,
+    upkeep,
+    wait_for,
+    web_server,
+    workers,
+    write_orders,
+)
+from workers.upkeep import trim_acknowledged
 
 
 def stream_length(env: Env) -> int:

@@ -43,9 +43,7 @@ from app.platform import schema
 from app.platform.config import Settings
 from app.processes.embedded import free_port
 from app.processes.supervision import Supervisor, socket_url
-from tests.faults import RedisServer
-from tests.projections import rebuilt, snapshot
-from tests.support import BIN, Env, answers, isolated_env, wait_for
+from tests.support import BIN, Env, RedisServer, answers, isolated_env, rebuilt, snapshot, wait_for
 
 ITEM = {"sku": "A", "quantity": 1, "unit_price": "2.50"}
 GROUP = "order_summaries"  # the projectors' group (the default projection)

@@ -65,6 +65,7 @@ def migrate() -> None:
 @click.option("--concurrency", default="", help="how many of each Procfile process, e.g. projector=2,relay=2")
 def run(concurrency: str) -> None:
     """Start every process of the Procfile under supervisord (a crash is a restart, not an outage)."""
+    from app.processes.embedded import EmbeddedServersMissing
     from app.processes.launcher import run as launch
 
     given_token = os.environ.get("ORDERSTREAM_ADMIN_TOKEN")
@@ -77,6 +78,8 @@ def run(concurrency: str) -> None:
         sys.exit(launch(concurrency, _banner))
     except ValueError as exc:  # a --concurrency naming no process of the Procfile
         raise click.BadParameter(str(exc), param_hint="--concurrency") from exc
+    except EmbeddedServersMissing as exc:  # no URLs and an install without the embedded extra
+        raise click.ClickException(str(exc)) from exc
 
 
 def _banner(env: dict[str, str]) -> None:
@@ -99,8 +102,13 @@ def _banner(env: dict[str, str]) -> None:
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
 def services(argv: tuple[str, ...]) -> None:
     """Run a command with DATABASE_URL/REDIS_URL set (embedded servers if they are unset)."""
-    with service_env() as env:
-        code = _run_child(list(argv), env)
+    from app.processes.embedded import EmbeddedServersMissing
+
+    try:
+        with service_env() as env:
+            code = _run_child(list(argv), env)
+    except EmbeddedServersMissing as exc:  # no URLs and an install without the embedded extra
+        raise click.ClickException(str(exc)) from exc
     sys.exit(code)
 
 

