@@ -18,7 +18,7 @@ setup(
         "psycopg[binary]>=3.2,<4",
         "alembic>=1.13,<2",
         "redis>=5,<9",
-        "rq>=2,<4",
+        "rq>=3,<4",
         "rq-dashboard>=0.8,<0.10",
         "six",  # rq-dashboard 0.9 imports it without declaring it
         "gunicorn>=23,<28",

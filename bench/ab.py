@@ -59,10 +59,12 @@ CLI = [sys.executable, "-c", "import sys\ntry:\n    from app.entry.cli import ma
 
 @contextmanager
 def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
-    """One revision's web (2 workers, its gunicorn.conf.py), relay and projector; yields its port."""
+    """One revision's web (2 workers, its gunicorn.conf.py), relay, projector and, where the revision has
+    them, upkeep and an rq worker; yields its port."""
     url = stack.enter_context(database(os.environ["DATABASE_URL"]))
     env = {"PYTHONPATH": str(tree / "src"), "DATABASE_URL": url, "ORDERSTREAM_KEY_PREFIX": f"ab-{name}",
-           "ORDERSTREAM_ADMIN_TOKEN": TOKEN, "ORDERSTREAM_RATE_LIMIT": "1000000 per second"}  # fmt: skip
+           "ORDERSTREAM_ADMIN_TOKEN": TOKEN, "ORDERSTREAM_RATE_LIMIT": "1000000 per second",
+           "ORDERSTREAM_RQ_QUEUE": f"ab-{name}"}  # fmt: skip
     subprocess.run([*CLI, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, cwd=tree)
     port = free_port()
     config = [str(tree / "gunicorn.conf.py") if a == str(REPO / "gunicorn.conf.py") else a for a in GUNICORN]
@@ -70,6 +72,10 @@ def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
     stack.enter_context(process([str(BIN / "gunicorn"), *args], env, f"ab-{name}-web", cwd=tree))
     stack.enter_context(process([*CLI, "relay"], env, f"ab-{name}-relay", cwd=tree))
     stack.enter_context(process([*CLI, "projector"], env, f"ab-{name}-projector", cwd=tree))
+    if "upkeep:" in (tree / "Procfile").read_text():  # upkeep left the relay: run it where the tree has it
+        stack.enter_context(process([*CLI, "upkeep"], env, f"ab-{name}-upkeep", cwd=tree))
+        rq = [str(BIN / "rq"), "worker", "-c", "workers.preload", "--url", os.environ["REDIS_URL"], f"ab-{name}"]
+        stack.enter_context(process(rq, env, f"ab-{name}-rq", cwd=tree))
     wait_up(port)
     yield port
 

@@ -500,6 +500,10 @@ def main() -> None:
         )
         stack.enter_context(process([str(BIN / "orderstream"), "relay"], env, "load-relay"))
         projector = stack.enter_context(process([str(BIN / "orderstream"), "projector"], env, "load-projector"))
+        # Upkeep (trimming, purging) as the Procfile runs it: rq's cron scheduler and a preloaded rq worker.
+        stack.enter_context(process([str(BIN / "orderstream"), "upkeep"], env, "load-upkeep"))
+        rq_argv = [str(BIN / "rq"), "worker", "-c", "workers.preload", "--url", redis_url, env["ORDERSTREAM_RQ_QUEUE"]]
+        stack.enter_context(process(rq_argv, env, "load-rq"))
         bare_argv = [gunicorn, *GUNICORN, "-b", f"127.0.0.1:{ports['bare']}", "--chdir", "bench", "bare_app:app"]
         stack.enter_context(process(bare_argv, bare_env, "load-bare"))
         start_peer(stack, peer_db, ports["peer"])

@@ -141,8 +141,10 @@ def main() -> None:
         )
         relay = stack.enter_context(process([str(BIN / "orderstream"), "relay"], env, "soak-relay"))
         projector = stack.enter_context(process([str(BIN / "orderstream"), "projector"], env, "soak-projector"))
-        rq_argv = [str(BIN / "rq"), "worker", "--url", redis_url, "--name", f"{prefix}-rq", env["ORDERSTREAM_RQ_QUEUE"]]
+        rq_argv = [str(BIN / "rq"), "worker", "-c", "workers.preload", "--url", redis_url, "--name", f"{prefix}-rq",
+                   env["ORDERSTREAM_RQ_QUEUE"]]  # fmt: skip
         rq = stack.enter_context(process(rq_argv, env, "soak-rq"))
+        upkeep = stack.enter_context(process([str(BIN / "orderstream"), "upkeep"], env, "soak-upkeep"))
         wait_up(port)
         info = machine(base_db, redis_url)
 
@@ -155,7 +157,13 @@ def main() -> None:
             total = peak * args.fraction
             print(f"peak POST rate {peak:.0f}/s; steady load {total:.0f} requests/s, half POST, half GET", flush=True)
         sampler = Sampler(
-            {"gunicorn master": web.pid, "relay": relay.pid, "projector": projector.pid, "rq worker": rq.pid},
+            {
+                "gunicorn master": web.pid,
+                "relay": relay.pid,
+                "projector": projector.pid,
+                "rq worker": rq.pid,
+                "upkeep": upkeep.pid,
+            },
             web.pid,
             workers=2,
         )

@@ -8,6 +8,7 @@ import subprocess
 import textwrap
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from email.message import Message
 from http import HTTPStatus
 from pathlib import Path
@@ -17,12 +18,14 @@ import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.entry.factory import create_app
 from app.eventlog.events import EVENT_TYPES
 from app.platform.metrics import METHODS
+from app.processes.embedded import free_port
 from app.processes.launcher import REPO
 from app.processes.supervision import read_procfile
 from queries.projections import PROJECTIONS
-from tests.support import ORDER, Env, wait_for, web_server, workers
+from tests.support import ORDER, Env, admin, database_url_for, wait_for, web_server, workers
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -215,3 +218,20 @@ def test_a_real_prometheus_scrapes_it(fresh_env: Env, metrics_env: dict[str, str
         finally:
             server.terminate()
             server.wait(20)
+
+
+def test_metrics_answer_when_what_the_gauges_measure_cannot_be_read(env: Env) -> None:
+    """The scrape-time gauges read PostgreSQL and Redis; a database without our tables (not migrated)
+    and a Redis that refuses connections leave those series out, and /metrics still answers 200."""
+    name = f"os_unmigrated_{uuid.uuid4().hex[:8]}"
+    admin(env.settings.database_url, f"CREATE DATABASE {name}")
+    try:
+        broken = replace(env.settings, database_url=database_url_for(env.settings.database_url, name),
+                         streams_redis_url=f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
+        answer = create_app(broken).test_client().get("/metrics")
+        assert answer.status_code == 200
+        names = {family.name for family in text_string_to_metric_families(answer.text)}
+        assert "orderstream_events_appended" in names  # the rest of the page is there
+        assert not names & {"orderstream_relay_backlog_events", "orderstream_consumer_lag_events"}
+    finally:
+        admin(env.settings.database_url, f"DROP DATABASE {name} WITH (FORCE)")

@@ -99,3 +99,29 @@ def summary(conn: Connection, projection: str) -> tuple[int, int]:
     """How many orders the projection tracks, and how many of their events it has folded in (or skipped)."""
     row = driver(conn).execute(_SUMMARY, {"p": projection}).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def behind_live(conn: Connection, projection: str, shadow: str) -> list[tuple[str, int, int]]:
+    """(stream, shadow version, live version) of every stream the live checkpoints are ahead of the
+    rebuild's shadow ones on (a rebuild's swap applies those events to the shadow first)."""
+    return [
+        (str(stream_id), int(behind), int(live))
+        for stream_id, behind, live in driver(conn).execute(
+            f"SELECT l.stream_id, coalesce(s.version, 0), l.version FROM public.projection_checkpoints l"
+            f" LEFT JOIN {shadow}.projection_checkpoints s ON s.projection = l.projection AND s.stream_id = l.stream_id"
+            f" WHERE l.projection = %(p)s AND l.version > coalesce(s.version, 0)",
+            {"p": projection},
+        )
+    ]
+
+
+def replace_from(conn: Connection, projection: str, shadow: str) -> None:
+    """The projection's live checkpoints become those of the rebuild's shadow schema (in the swap's
+    transaction, with the swapped tables)."""
+    pg = driver(conn)
+    pg.execute("DELETE FROM public.projection_checkpoints WHERE projection = %(p)s", {"p": projection})
+    pg.execute(
+        f"INSERT INTO public.projection_checkpoints SELECT * FROM {shadow}.projection_checkpoints"
+        " WHERE projection = %(p)s",
+        {"p": projection},
+    )

@@ -17,11 +17,10 @@ from sqlalchemy import Engine, text
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.projection import Projection
 from app.eventlog.store import count_events
-from app.eventlog.streams import StreamsClient
+from app.eventlog.streams import StreamsClient, as_str
 from app.platform.metrics import EVENTS_APPLIED
 from workers.loop import TRANSIENT
 from workers.replay import Progress, replay
-from workers.replies import as_str
 
 log = logging.getLogger(__name__)
 

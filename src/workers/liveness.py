@@ -29,8 +29,7 @@ from typing import Any, cast
 
 import redis
 
-from app.eventlog.streams import StreamsClient
-from workers.replies import as_str
+from app.eventlog.streams import StreamsClient, as_str
 
 log = logging.getLogger(__name__)
 TTL_IN_BEATS = 3  # a key outlives two missed beats

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
 from redis import Redis
-from rq.cron import CronScheduler
-from rq.exceptions import StopRequested
 
 from app.eventlog.streams import streams_client
 from app.platform.config import Settings
@@ -49,13 +48,20 @@ def run_upkeep(settings: Settings) -> None:
 
     The scheduler handles those signals itself (it raises StopRequested in its loop, and returns);
     a lost Redis makes it raise instead, and it starts again after a backoff, like every worker."""
+    from rq.cron import CronScheduler  # (only this process needs rq's scheduler)
+    from rq.exceptions import StopRequested
+
     configure_logging()
-    scheduler = CronScheduler(Redis.from_url(settings.redis_url))
+    # Timeouts: a Redis that stops answering is an error to back off from, not a wait that holds SIGTERM.
+    client = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    scheduler = CronScheduler(client)
     schedule(scheduler, settings)
     stopped = threading.Event()
 
     def work() -> None:
-        scheduler.start()  # type: ignore[no-untyped-call]  # returns once asked to stop
+        # StopRequested: the signal came outside the scheduler's own loop (while registering, say).
+        with contextlib.suppress(StopRequested):
+            scheduler.start()  # type: ignore[no-untyped-call]  # returns once asked to stop
         stopped.set()
 
     try:

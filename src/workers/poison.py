@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.eventlog.envelope import RecordedEvent
-from app.eventlog.streams import StreamsClient, dead_letter_key, decode_entry
+from app.eventlog.streams import StreamsClient, as_str, dead_letter_key, decode_entry
 from app.platform.config import Settings
 from app.platform.logs import event_context
 from app.platform.metrics import DEAD_LETTERS
 from workers import deadletters
-from workers.replies import Entry, as_str
+from workers.replies import Entry
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from app.eventlog import store as eventstore
 from app.eventlog.projection import Projection
 from app.platform.metrics import REBUILD_PROGRESS
-from workers import rebuild_records
-from workers.checkpoints import apply_batch
+from workers import checkpoints, rebuild_records
 from workers.replay import Progress, replay
 
 
@@ -47,34 +46,24 @@ def rebuild(
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": projection.lock_key})
         conn.execute(text(f"SET LOCAL search_path TO {shadow}, public"))
-        progress.done += _catch_up_with_live(conn, projection)
+        progress.done += _catch_up_with_live(conn, projection, shadow)
         conn.execute(text("SET LOCAL search_path TO public"))
         conn.execute(text(f"DROP SCHEMA IF EXISTS {retired} CASCADE; CREATE SCHEMA {retired}"))
         for table in projection.tables:
             conn.execute(text(f"ALTER TABLE public.{table} SET SCHEMA {retired}"))
             conn.execute(text(f"ALTER TABLE {shadow}.{table} SET SCHEMA public"))
-        conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = :p"), {"p": projection.name})
-        copy = f"INSERT INTO projection_checkpoints SELECT * FROM {shadow}.projection_checkpoints WHERE projection = :p"
-        conn.execute(text(copy), {"p": projection.name})
+        checkpoints.replace_from(conn, projection.name, shadow)
         conn.execute(text(f"DROP SCHEMA {shadow} CASCADE; DROP SCHEMA {retired} CASCADE"))
     report("done", progress)
     return progress
 
 
-def _catch_up_with_live(conn: Connection, projection: Projection) -> int:
+def _catch_up_with_live(conn: Connection, projection: Projection, shadow: str) -> int:
     """Apply to the shadow every event the live tables reflect and the shadow does not yet."""
-    behind = conn.execute(
-        text(
-            "SELECT l.stream_id, coalesce(s.version, 0) AS shadow, l.version AS live"
-            " FROM public.projection_checkpoints l LEFT JOIN projection_checkpoints s"
-            " ON s.projection = l.projection AND s.stream_id = l.stream_id"
-            " WHERE l.projection = :p AND l.version > coalesce(s.version, 0)"
-        ),
-        {"p": projection.name},
-    ).all()
-    events = [e for row in behind for e in eventstore.load(conn, row.stream_id, row.shadow, row.live)]
+    behind = checkpoints.behind_live(conn, projection.name, shadow)
+    events = [e for stream_id, since, live in behind for e in eventstore.load(conn, stream_id, since, live)]
     if events:
-        apply_batch(conn, projection, events)
+        checkpoints.apply_batch(conn, projection, events)
     return len(events)
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.eventlog.streams import as_str
+
 Entry = tuple[str, str, dict[Any, Any]]  # stream key, entry id, fields as Redis gave them (bytes)
-
-
-def as_str(value: bytes | str) -> str:
-    """A name or id from a Redis reply, as str."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def entries(response: Any) -> list[Entry]:

@@ -14,8 +14,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from app.eventlog.streams import EntryId, StreamsClient, format_entry_id, parse_entry_id
-from workers.replies import as_str
+from app.eventlog.streams import EntryId, StreamsClient, as_str, format_entry_id, parse_entry_id
 
 # Append a batch's entries to one partition stream, unless the stream has lost entries we wrote
 # (ARGV[1], the newest id we recorded, or '' if none): then add nothing and answer {'lost'}.

@@ -56,10 +56,14 @@ def consumer_key(prefix: str, group: str, consumer: str) -> str:
 EntryId = tuple[int, int]
 
 
+def as_str(value: bytes | str) -> str:
+    """A name or id from a Redis reply, as str (the clients do not decode; a client that does gives str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def parse_entry_id(raw: bytes | str) -> EntryId:
     """A stream entry id such as b"1700000000000-3" as (milliseconds, sequence)."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
+    ms, _, seq = as_str(raw).partition("-")
     return int(ms), int(seq or 0)
 
 

@@ -5,7 +5,7 @@ OpenAPI document shows), parsed strictly.
   as `?min_verison=3` would otherwise quietly lose what the client asked for.
 - Whole numbers in a query or a path are ASCII digits and nothing more (Python's int() would take
   "1_0", " 1 ", "1\\n" or other scripts' digits).
-- The body is read through app.body.request_json (once, strictly).
+- The body is read through app.platform.body.request_json (once, strictly).
 """
 
 from __future__ import annotations

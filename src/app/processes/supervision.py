@@ -48,9 +48,6 @@ class Program:
     log: str = "/dev/stdout"  # where its output goes (the terminal, like honcho; servers to a file)
     stop_signal: str = "TERM"
 
-    def process_names(self) -> list[str]:
-        return [f"{self.name}.{n}" for n in range(1, self.count + 1)]
-
 
 def read_procfile(path: Path, concurrency: dict[str, int] | None = None) -> list[Program]:
     """The Procfile's processes, `concurrency` saying how many of each (one by default)."""
@@ -178,10 +175,6 @@ class Supervisor:
 
     def stop(self, group: str, name: str) -> None:
         self.rpc.stopProcess(f"{group}:{name}", False)
-
-    def log_tail(self, length: int = 20_000) -> str:
-        """The end of supervisord's own log (it says how each process exited)."""
-        return str(self.rpc.readLog(-length, 0))
 
     def shutdown(self) -> None:
         self.rpc.shutdown()
