@@ -106,7 +106,7 @@ def test_field_errors_are_capped(app: Flask) -> None:
 
 
 def test_a_subclass_of_any_known_refusal_answers_as_its_parent() -> None:
-    from commands.views import STATUS_OF, status_of
+    from commands.execution import STATUS_OF, status_of
 
     for known, status in STATUS_OF.items():
         unforeseen = type(f"Unforeseen{known.__name__}", (known,), {})
@@ -116,7 +116,7 @@ def test_a_subclass_of_any_known_refusal_answers_as_its_parent() -> None:
 def test_every_domain_refusal_has_a_client_error_status() -> None:
     """Every DomainError subclass has a status (through its ancestors): none can become a 500."""
     from commands import errors
-    from commands.views import status_of
+    from commands.execution import status_of
 
     for error in vars(errors).values():
         if isinstance(error, type) and issubclass(error, errors.DomainError) and error is not errors.DomainError:

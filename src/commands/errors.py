@@ -24,3 +24,21 @@ class ItemNotFound(DomainError):
 
 class VersionMismatch(DomainError):
     """If-Match named a version the order has moved past (HTTP 412)."""
+
+
+class BelowReserved(InvalidTransition):
+    """An adjustment would leave fewer units on hand than are reserved (HTTP 409)."""
+
+
+class InsufficientStock(DomainError):
+    """A reservation asks for more units than are available (HTTP 409); `short` names each SKU that
+    is short, with the units asked for and the units available."""
+
+    def __init__(self, short: dict[str, tuple[int, int]]) -> None:
+        self.short = short
+        named = ", ".join(f"{sku} (asked {asked}, available {available})" for sku, (asked, available) in short.items())
+        super().__init__(f"not enough stock: {named}")
+
+
+class SkuNotFound(DomainError):
+    """No stock was ever received for that SKU: it is untracked (HTTP 404)."""

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import assert_never
 
 from app.eventlog.events import (
+    DomainEvent,
     Event,
     ItemAdded,
     ItemRemoved,
@@ -22,6 +23,11 @@ from app.eventlog.events import (
     OrderStatus,
     PaymentProcessed,
     ProductShipped,
+    StockAdjusted,
+    StockReceived,
+    UnitsReleased,
+    UnitsReserved,
+    UnitsShipped,
 )
 from app.eventlog.money import AMOUNT_LIMIT, format_amount
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
@@ -45,7 +51,7 @@ class Order:
         return sum((line.quantity * line.unit_price for line in self.lines.values()), Decimal(0))
 
     @classmethod
-    def fold(cls, order_id: str, events: Iterable[Event]) -> Order:
+    def fold(cls, order_id: str, events: Iterable[DomainEvent]) -> Order:
         """The order as its events left it."""
         order = cls(id=order_id)
         for event in events:
@@ -124,7 +130,7 @@ class Order:
 
     # state changes -------------------------------------------------------------------------
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: DomainEvent) -> None:
         """Fold one event into the order's state. A `match` over the Event union, not a table: an
         event type added to the union and not handled here fails mypy at assert_never."""
         match event:
@@ -145,6 +151,8 @@ class Order:
                 self.status = OrderStatus.DELIVERED
             case OrderCancelled():
                 self.status = OrderStatus.CANCELLED
+            case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
+                raise TypeError(f"{type(event).__name__} is an inventory event, not one of order {self.id}")
             case _:
                 assert_never(event)
         self.version += 1

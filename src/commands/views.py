@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import marshmallow as ma
-from flask import Response, g, json, request, url_for
+from flask import url_for
 from flask.views import MethodView
-from sqlalchemy import Connection
 
-from app.eventlog.money import InvalidAmount
-from app.eventlog.store import ConcurrencyError
 from app.platform.api import Blueprint, operation
-from app.platform.body import NO_BODY, request_json
-from app.platform.conditions import EntityTags, EntityTagsField, describe
-from app.platform.db import pipelined_transaction
-from app.platform.metrics import EVENTS_APPENDED
-from app.platform.problems import problem, problem_responses
-from app.platform.validation import EmptySchema, FullMatch
-from app.platform.web import engine, event_metadata, settings
-from commands import handlers, idempotency
-from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded, OrderNotFound, VersionMismatch
+from app.platform.problems import problem_responses
+from app.platform.validation import EmptySchema
+from app.platform.web import event_metadata
+from commands import handlers
+from commands.execution import (
+    HEADERS,
+    CommandHeaders,
+    ConditionalCommandHeaders,
+    answer_refusals,
+    execute,
+    expected_versions,
+)
 from commands.schemas import (
     CancelOrderSchema,
     CommandOutcomeSchema,
@@ -35,31 +33,6 @@ OUTCOME = CommandOutcomeSchema()  # schemas are built once: building one per req
 blp = Blueprint("order-commands", __name__, description="Commands: each appends events to the order's stream")
 
 
-class CommandHeaders(ma.Schema):
-    """Headers every command reads (a malformed one is a 400)."""
-
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    idempotency_key = ma.fields.String(
-        data_key="Idempotency-Key",
-        validate=FullMatch(idempotency.KEY_PATTERN, error="1-255 printable ASCII characters"),
-        metadata={"description": "makes a retry safe: the same key and body return the first response and "
-                  "append nothing"},
-    )  # fmt: skip
-
-
-class ConditionalCommandHeaders(CommandHeaders):
-    """...and, on an existing order, the version it is expected to be at."""
-
-    if_match = EntityTagsField(
-        data_key="If-Match",
-        metadata={"description": 'ETag of the order version the command expects, e.g. "3" (a list matches if any '
-                  "tag does; weak tags never match); 412 if the order moved on"},
-    )  # fmt: skip
-
-
-HEADERS = {"location": "headers", "error_status_code": 400}
 ETAG_HEADER = {"ETag": {"description": "the order's new version", "schema": {"type": "string"}}}
 ERRORS = {
     404: "no such order",
@@ -70,48 +43,13 @@ ERRORS = {
 _alt_responses = problem_responses(blp, ERRORS)
 
 
-def _expected_versions(headers: dict[str, Any]) -> frozenset[int] | None:
-    """The versions If-Match names (None: no condition). A weak tag can never match (RFC 9110
-    compares If-Match strongly), so a header of weak tags only fails before anything is loaded."""
-    tags: EntityTags | None = headers.get("if_match")
-    if tags is None or tags.star:
-        return None
-    if not tags.strong:
-        raise VersionMismatch(f"If-Match compares strongly: {describe(tags)} can never match; send the ETag as is")
-    return tags.versions()
-
-
-def _execute(run: Callable[[Connection], handlers.Outcome], headers: dict[str, Any], status: int = 200) -> Any:
-    """Run a command in one transaction with its Idempotency-Key (if any) and answer it.
-
-    A retry of a completed command gets the stored response, marked `Idempotent-Replayed: true`.
-    Keys belong to the principal (the token's identity), never to a display name.
-    """
-    key = headers.get("idempotency_key")
-    principal = g.principal.id
-    with pipelined_transaction(engine()) as conn:
-        if key is not None:
-            body = request_json()
-            request_print = idempotency.fingerprint(request.method, request.path, {} if body is NO_BODY else body)
-            stored = idempotency.claim(conn, principal, key, request_print, settings().idempotency_ttl_s)
-            if stored is not None:
-                headers = {**stored.headers, "Idempotent-Replayed": "true"}
-                return Response(json.dumps(stored.body), stored.status, headers, mimetype="application/json")
-        outcome = run(conn)
-        answer_headers = {"ETag": f'"{outcome.version}"'}
-        if status == 201:
-            answer_headers["Location"] = url_for("order-queries.OrderDetail", order_id=outcome.order_id)
-        if key is not None:
-            answer = idempotency.StoredResponse(status, OUTCOME.dump(outcome), answer_headers)
-            idempotency.complete(conn, principal, key, answer)
-    for event_type in outcome.types:  # counted once committed
-        EVENTS_APPENDED.labels(event_type).inc()
-    return outcome, status, answer_headers
-
-
 def _run(cmd: handlers.OrderCommand, headers: dict[str, Any]) -> Any:
-    expected = _expected_versions(headers)
-    return _execute(lambda conn: handlers.handle(conn, cmd, event_metadata(), expected), headers)
+    expected = expected_versions(headers)
+    return execute(lambda conn: handlers.handle(conn, cmd, event_metadata(), expected), headers, OUTCOME.dump)
+
+
+def _location(outcome: handlers.Outcome) -> str:
+    return url_for("order-queries.OrderDetail", order_id=outcome.order_id)
 
 
 @blp.route("/orders")
@@ -125,7 +63,8 @@ class Orders(MethodView):
         """Place an order"""
         items = tuple(handlers.NewLine(**item) for item in data["items"])
         cmd = handlers.PlaceOrder(data["customer_id"], data["currency"], items)
-        return _execute(lambda conn: handlers.place_order(conn, cmd, event_metadata()), headers, 201)
+        run = lambda conn: handlers.place_order(conn, cmd, event_metadata())  # noqa: E731
+        return execute(run, headers, OUTCOME.dump, 201, _location)
 
 
 @blp.route("/orders/<uuid:order_id>/items")
@@ -201,31 +140,4 @@ class Cancellation(MethodView):
         return _run(handlers.CancelOrder(str(order_id), data["reason"]), headers)
 
 
-STATUS_OF: dict[type[Exception], int] = {
-    idempotency.InvalidKey: 400,
-    idempotency.KeyReused: 422,
-    OrderNotFound: 404,
-    ItemNotFound: 404,
-    InvalidTransition: 409,
-    LimitExceeded: 422,
-    ConcurrencyError: 409,
-    VersionMismatch: 412,
-    InvalidAmount: 422,
-}
-
-
-def status_of(exc: Exception) -> int:
-    """The status of a refusal: its own class's, or the nearest ancestor's in the table (so a new
-    subclass of a known error answers as its parent does, never a 500)."""
-    return next(STATUS_OF[cls] for cls in type(exc).__mro__ if cls in STATUS_OF)
-
-
-def _refusal(exc: Exception) -> Response:
-    status = status_of(exc)
-    if isinstance(exc, ConcurrencyError) and request.headers.get("If-Match"):
-        status = 412
-    return problem(status, str(exc))
-
-
-for _error in STATUS_OF:
-    blp.register_error_handler(_error, _refusal)
+answer_refusals(blp)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar, get_type_hints
 
-from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, Event, Line
+from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, DomainEvent, Line
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ class UnknownEventType(LookupError):
     """An envelope names an event type this code does not know."""
 
 
-def to_payload(event: Event) -> dict[str, Any]:
+def to_payload(event: DomainEvent) -> dict[str, Any]:
     """The JSON payload of an event: decimals as strings, lines as objects."""
     return {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
 
@@ -41,7 +41,7 @@ def upcast(event_type: str, payload: dict[str, Any], schema_version: int) -> dic
     return payload
 
 
-def from_payload(event_type: str, payload: dict[str, Any], schema_version: int | None = None) -> Event:
+def from_payload(event_type: str, payload: dict[str, Any], schema_version: int | None = None) -> DomainEvent:
     """Rebuild the domain event from its type name and JSON payload (of any schema version)."""
     try:
         cls = EVENT_TYPES[event_type]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from app.eventlog.codec import from_payload
-from app.eventlog.events import Event
+from app.eventlog.events import DomainEvent
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class RecordedEvent:
     metadata: dict[str, Any]
     recorded_at: datetime
 
-    def domain_event(self) -> Event:
+    def domain_event(self) -> DomainEvent:
         return from_payload(self.type, self.payload, self.schema_version)
 
     def to_json(self) -> dict[str, Any]:

@@ -102,6 +102,70 @@ class OrderCancelled:
 Event = Union[OrderCreated, ItemAdded, ItemRemoved, PaymentProcessed, ProductShipped, OrderDelivered, OrderCancelled]
 
 
+# Inventory: the second bounded context. A SKU's stream is `inventory:<SKU>` (inventory_stream);
+# quantities are units. It is tracked from its first StockReceived; a SKU never received is unlimited.
+
+
+@dataclass(frozen=True)
+class StockReceived:
+    """Units of a SKU arrived in stock (the first receipt starts tracking the SKU)."""
+
+    sku: str
+    quantity: int
+    reference: str
+
+
+@dataclass(frozen=True)
+class StockAdjusted:
+    """The stock on hand was corrected by `quantity` units (negative: fewer), never below what is reserved."""
+
+    sku: str
+    quantity: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class UnitsReserved:
+    """Units on hand were set aside for an order (available falls, on hand does not)."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class UnitsReleased:
+    """An order's reservation was given back (available rises by what it had reserved)."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class UnitsShipped:
+    """An order's reserved units left the stock: on hand and reserved both fall."""
+
+    sku: str
+    order_id: str
+    quantity: int
+
+
+InventoryEvent = Union[StockReceived, StockAdjusted, UnitsReserved, UnitsReleased, UnitsShipped]
+DomainEvent = Union[Event, InventoryEvent]  # what the log holds: the events of every bounded context
+
+INVENTORY_PREFIX = "inventory:"
+
+
+def inventory_stream(sku: str) -> str:
+    """The stream id of a SKU's stock (order streams are bare UUIDs, so the two never collide)."""
+    return INVENTORY_PREFIX + sku
+
+
+def is_inventory_stream(stream_id: str) -> bool:
+    return stream_id.startswith(INVENTORY_PREFIX)
+
+
 # Every event type by the name it is stored under.
-EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
+EVENT_TYPES: dict[str, type[DomainEvent]] = {cls.__name__: cls for cls in (*get_args(Event), *get_args(InventoryEvent))}
 SCHEMA_VERSIONS: dict[str, int] = {**dict.fromkeys(EVENT_TYPES, 1), "ProductShipped": 2}

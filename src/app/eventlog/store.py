@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from app.eventlog.codec import frozen, to_payload
 from app.eventlog.envelope import RecordedEvent
-from app.eventlog.events import SCHEMA_VERSIONS, Event
+from app.eventlog.events import SCHEMA_VERSIONS, DomainEvent
 from app.platform.db import driver
 
 
@@ -74,21 +74,30 @@ def append(
     conn: Connection,
     stream_id: str,
     expected_version: int,
-    events: Sequence[Event],
+    events: Sequence[DomainEvent],
     metadata: dict[str, Any],
 ) -> list[RecordedEvent]:
     """Append events after `expected_version`; raise ConcurrencyError if someone got there first."""
-    if not events:
+    return append_streams(conn, [(stream_id, expected_version, events)], metadata)
+
+
+Appending = tuple[str, int, Sequence[DomainEvent]]  # (stream id, its expected version, its new events)
+
+
+def append_streams(conn: Connection, appends: Sequence[Appending], metadata: dict[str, Any]) -> list[RecordedEvent]:
+    """Append to several streams in one statement (so in the caller's one transaction), each after its
+    expected version: all of them are written or, if any stream moved (ConcurrencyError), none.
+
+    Streams are written in stream id order, so two writers appending to overlapping sets of streams
+    wait on each other's key locks in one order and never deadlock."""
+    rows: list[dict[str, Any]] = []
+    for stream_id, expected_version, events in sorted(appends, key=lambda a: a[0]):
+        for version, event in enumerate(events, start=expected_version + 1):
+            etype = type(event).__name__
+            rows.append({"event_id": str(uuid.uuid4()), "stream_id": stream_id, "version": version, "type": etype,
+                         "schema_version": SCHEMA_VERSIONS[etype], "payload": to_payload(event)})  # fmt: skip
+    if not rows:
         return []
-    types = [type(e).__name__ for e in events]
-    event_ids = [str(uuid.uuid4()) for _ in events]
-    versions = [expected_version + i for i in range(1, len(events) + 1)]
-    payloads = [to_payload(e) for e in events]
-    rows = [
-        {"event_id": eid, "stream_id": stream_id, "version": version, "type": etype,
-         "schema_version": SCHEMA_VERSIONS[etype], "payload": payload}
-        for eid, version, etype, payload in zip(event_ids, versions, types, payloads, strict=True)
-    ]  # fmt: skip
     # The events travel as one JSON parameter: cheaper to send than an array per column.
     params = {
         "events": json.dumps(rows, separators=(",", ":")),
@@ -98,22 +107,23 @@ def append(
         result = driver(conn).execute(_INSERT, params).fetchall()
     except psycopg.errors.UniqueViolation as exc:  # the transaction is aborted; the caller rolls it back
         if exc.diag.constraint_name == "events_pkey":
-            raise ConcurrencyError(f"stream {stream_id} moved past version {expected_version}") from exc
+            moved = " or ".join(f"stream {stream_id} moved past version {version}" for stream_id, version, _ in appends)
+            raise ConcurrencyError(moved) from exc
         raise
     by_id = {event_id: (position, recorded_at) for event_id, position, recorded_at in result}
     return [
         RecordedEvent(
-            event_id=eid,
-            stream_id=stream_id,
-            version=version,
-            position=by_id[eid][0],
-            type=etype,
-            schema_version=SCHEMA_VERSIONS[etype],
-            payload=payload,
+            event_id=row["event_id"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            position=by_id[row["event_id"]][0],
+            type=row["type"],
+            schema_version=row["schema_version"],
+            payload=row["payload"],
             metadata=metadata,
-            recorded_at=by_id[eid][1],
+            recorded_at=by_id[row["event_id"]][1],
         )
-        for eid, version, etype, payload in zip(event_ids, versions, types, payloads, strict=True)
+        for row in rows
     ]
 
 

@@ -127,6 +127,8 @@ class Settings:
     )
     max_body_bytes: int = setting("ORDERSTREAM_MAX_BODY_BYTES", 64 * 1024, int)
     body_timeout_ms: int = setting("ORDERSTREAM_BODY_TIMEOUT_MS", 10_000, int)  # a request body must arrive within this
+    # a SKU's state is snapshotted each time its stream crosses a multiple of this many events
+    snapshot_every: int = setting("ORDERSTREAM_SNAPSHOT_EVERY", 100, int)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:

@@ -18,7 +18,7 @@ from typing import assert_never
 
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
-    Event,
+    DomainEvent,
     ItemAdded,
     ItemRemoved,
     OrderCancelled,
@@ -26,6 +26,11 @@ from app.eventlog.events import (
     OrderDelivered,
     PaymentProcessed,
     ProductShipped,
+    StockAdjusted,
+    StockReceived,
+    UnitsReleased,
+    UnitsReserved,
+    UnitsShipped,
 )
 
 
@@ -78,7 +83,7 @@ class SalesTotals:
     customers: dict[tuple[str, str], CustomerSales] = field(default_factory=dict)
 
 
-def fold(orders: dict[str, OrderSales], recorded: RecordedEvent, event: Event) -> None:
+def fold(orders: dict[str, OrderSales], recorded: RecordedEvent, event: DomainEvent) -> None:
     """One event's contribution to its order's sales."""
     day = recorded.recorded_at.astimezone(UTC).date()
     match event:
@@ -97,6 +102,8 @@ def fold(orders: dict[str, OrderSales], recorded: RecordedEvent, event: Event) -
                 order.refunds[day] = order.refunds.get(day, Decimal(0)) + refund
         case ItemAdded() | ItemRemoved() | ProductShipped() | OrderDelivered():
             pass  # sales count orders, payments and refunds only
+        case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
+            pass  # stock is another bounded context
         case _:
             assert_never(event)
 
