@@ -31,9 +31,9 @@ def upgrade() -> None:
         );
         CREATE TABLE inventory_levels (
             sku           text PRIMARY KEY,
-            on_hand       int NOT NULL,
-            reserved      int NOT NULL,
-            available     int NOT NULL,
+            on_hand       bigint NOT NULL,
+            reserved      bigint NOT NULL,
+            available     bigint NOT NULL,
             version       int NOT NULL,
             last_position bigint NOT NULL,
             updated_at    timestamptz NOT NULL

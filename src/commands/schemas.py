@@ -6,6 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 from marshmallow import validate
+from werkzeug.routing import BaseConverter
 
 from app.eventlog.money import AMOUNT_PATTERN, ISO_4217, InvalidAmount, check_decimal_string
 from app.platform.api import ResponseSchema
@@ -15,6 +16,14 @@ from commands.order import MAX_LINES, MAX_QUANTITY
 SERVICE_LEVELS = ["standard", "express", "next_day"]
 SKU_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 SKU = FullMatch(SKU_PATTERN, error="a SKU is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+MAX_STOCK_MOVE = 1_000_000  # units one receipt or adjustment may move
+
+
+class SkuConverter(BaseConverter):
+    """A SKU in a URL path (`/inventory/<sku:sku>`): the line's SKU pattern, so a path that cannot
+    name a SKU is a 404 before any view runs."""
+
+    regex = SKU_PATTERN
 
 
 class Amount(ma.fields.String):
@@ -72,6 +81,34 @@ class CancelOrderSchema(StrictSchema):
 class CommandOutcomeSchema(ResponseSchema):
     order_id = ma.fields.UUID(required=True)
     version = ma.fields.Integer(required=True, metadata={"description": "the order's version after the command"})
+    position = ma.fields.Integer(
+        required=True, metadata={"description": "global position of the last event the command appended"}
+    )
+
+
+class ReceiptSchema(StrictSchema):
+    quantity = ma.fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, MAX_STOCK_MOVE), metadata={"example": 10}
+    )
+    reference = text(100, required=True, metadata={"example": "delivery-2026-11-29"})
+
+
+class AdjustmentSchema(StrictSchema):
+    quantity = ma.fields.Integer(
+        required=True,
+        strict=True,
+        validate=[
+            validate.Range(-MAX_STOCK_MOVE, MAX_STOCK_MOVE),
+            validate.NoneOf([0], error="an adjustment changes the stock by at least one unit"),
+        ],
+        metadata={"example": -2, "description": "units to add (negative: to remove); never below what is reserved"},
+    )
+    reason = text(500, required=True, metadata={"example": "stocktake: two damaged"})
+
+
+class StockOutcomeSchema(ResponseSchema):
+    sku = ma.fields.String(required=True)
+    version = ma.fields.Integer(required=True, metadata={"description": "the SKU's version after the command"})
     position = ma.fields.Integer(
         required=True, metadata={"description": "global position of the last event the command appended"}
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
 from psycopg.rows import dict_row
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Row, func, select
 
 from app.eventlog.money import format_amount
-from app.platform.db import autocommit, driver
+from app.platform.db import driver
 from queries.tables import order_summaries
 
 
@@ -76,25 +75,3 @@ def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
     shipment = {name: order.pop(name) for name in ("carrier", "tracking_number", "service_level")}
     order["shipment"] = shipment if shipment["carrier"] is not None else None
     return order
-
-
-class NotYetProjected(Exception):
-    """The projection has not reached the version the client asked for within the wait."""
-
-    def __init__(self, wanted: int, projected: int) -> None:
-        super().__init__(f"the order is projected up to version {projected}, not yet {wanted}")
-        self.wanted, self.projected = wanted, projected
-
-
-def get_order_at_least(engine: Engine, order_id: str, min_version: int | None, wait_ms: int) -> dict[str, Any] | None:
-    """The order once the projection has at least `min_version` of it, polling for up to wait_ms."""
-    deadline, delay = time.monotonic() + wait_ms / 1000, 0.002
-    while True:
-        with autocommit(engine) as conn:  # one statement: no BEGIN/ROLLBACK round trips
-            order = get_order(conn, order_id)
-        if min_version is None or (order is not None and order["version"] >= min_version):
-            return order
-        if time.monotonic() + delay > deadline:
-            raise NotYetProjected(min_version, order["version"] if order else 0)
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)

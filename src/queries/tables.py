@@ -70,6 +70,18 @@ customer_stats = Table(
     Column("last_order_at", DateTime(timezone=True)),
 )
 
+inventory_levels = Table(
+    "inventory_levels",
+    metadata,
+    Column("sku", Text, primary_key=True),
+    Column("on_hand", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+    Column("available", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 
 def insert_rows(table: Table, on_conflict: Mapping[str, str] | None = None) -> TextClause:
     """INSERT of every row given as one JSON document (`as_json`); with `on_conflict`, an upsert on the

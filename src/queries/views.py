@@ -8,14 +8,14 @@ import marshmallow as ma
 import orjson
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import abort
 from werkzeug.exceptions import NotFound, PreconditionFailed
 
 from app.platform.api import Blueprint, operation
 from app.platform.conditions import EntityTags, EntityTagsField, describe
 from app.platform.problems import problem_responses
-from app.platform.web import engine, settings, waiting_slot
+from app.platform.web import engine
 from queries import orders
+from queries.freshness import fresh_enough
 from queries.schemas import OrderFilterSchema, OrderSchema, OrderSummarySchema
 
 blp = Blueprint("order-queries", __name__, description="Queries: read the order projections")
@@ -102,7 +102,7 @@ class OrderDetail(MethodView):
         The order's version is its ETag, the same one commands answer with and accept in If-Match:
         read, then change with `If-Match` set to what you read.
         """
-        order = _order_at_least(str(order_id), args.get("min_version"))
+        order = fresh_enough(lambda conn: orders.get_order(conn, str(order_id)), "the order", args.get("min_version"))
         if order is None:
             raise NotFound(f"no order {order_id} (a new order appears once the projector has applied it)")
         # get_order shapes the document as OrderSchema shows it (a test compares the two), so it is
@@ -116,23 +116,3 @@ class OrderDetail(MethodView):
         if if_none_match is not None and if_none_match.matches_weakly(version):
             return Response(status=304, headers=etag)
         return Response(orjson.dumps(order), headers=etag, mimetype="application/json")
-
-
-def _order_at_least(order_id: str, min_version: int | None) -> dict[str, Any] | None:
-    """Read your writes, at a bounded cost. A read looks once; only one that must wait for the
-    projection to reach min_version takes one of the process's few waiting slots, and holds its
-    thread for up to ORDERSTREAM_READ_WAIT_MS. When all are taken, it answers at once."""
-    try:
-        return orders.get_order_at_least(engine(), order_id, min_version, 0)
-    except orders.NotYetProjected as first_look:
-        behind = first_look
-    with waiting_slot() as may_wait:
-        try:
-            if may_wait:
-                return orders.get_order_at_least(engine(), order_id, min_version, settings().read_wait_ms)
-        except orders.NotYetProjected as exc:
-            behind = exc
-    extensions = {"wanted_version": behind.wanted, "projected_version": behind.projected}
-    detail = str(behind) if may_wait else f"{behind} (too many reads are waiting now: this one did not wait)"
-    abort(409, message=detail, headers={"Retry-After": "1"}, extensions=extensions)
-    raise AssertionError("abort raises")

@@ -20,6 +20,7 @@ SAMPLES: dict[str, Callable[[], str]] = {
     "AsciiIntegerConverter": lambda: "1",
     "UnicodeConverter": lambda: "A",
     "PathConverter": lambda: "a/b",
+    "SkuConverter": lambda: "SKU-1",
 }
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 # A body each operation accepts (the rest take none).
@@ -31,6 +32,8 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "order-commands.Shipments": {"carrier": "DHL", "tracking_number": "T"},
     "order-commands.Cancellation": {"reason": "r"},
     "admin.Discard": {"reason": "r"},
+    "stock-commands.Receipts": {"quantity": 5, "reference": "r"},
+    "stock-commands.Adjustments": {"quantity": 1, "reason": "r"},
 }  # fmt: skip
 
 

@@ -118,11 +118,11 @@ class OrderHistory(MethodView):
         with autocommit(engine()) as conn:
             events = eventstore.load(conn, str(order_id), up_to_version=args.get("version"), recorded_by=args.get("at"))
         if not events or ("version" in args and events[-1].version < args["version"]):
-            raise NotFound(f"order {order_id} did not exist at {_when(args)}")
+            raise NotFound(f"order {order_id} did not exist at {when(args)}")
         return _state(Order.fold(str(order_id), [e.domain_event() for e in events]), events[-1].recorded_at)
 
 
-def _when(args: dict[str, Any]) -> str:
+def when(args: dict[str, Any]) -> str:
     return f"version {args['version']}" if "version" in args else str(args.get("at", "any time"))
 
 

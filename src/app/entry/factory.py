@@ -35,13 +35,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.endpoints.admin import blp as admin_blp
     from app.endpoints.audit import blp as audit_blp
     from app.endpoints.health import blp as health_blp
+    from app.endpoints.stock_audit import blp as stock_audit_blp
+    from commands.schemas import SKU_PATTERN, SkuConverter
+    from commands.stock_views import blp as stock_commands_blp
     from commands.views import blp as commands_blp
     from queries.projections import PROJECTIONS
     from queries.stats_views import blp as stats_blp
+    from queries.stock_views import blp as stock_queries_blp
     from queries.views import blp as queries_blp
     from workers.gauges import StreamGauges
 
-    blueprints = (commands_blp, queries_blp, stats_blp, audit_blp, admin_blp, health_blp)
+    blueprints = (
+        commands_blp, queries_blp, stats_blp, audit_blp, stock_commands_blp, stock_queries_blp, stock_audit_blp,
+        admin_blp, health_blp,
+    )  # fmt: skip
 
     settings = settings or Settings.from_env()
     # The app's static files are Swagger UI's (5.x, from the flask-swagger-ui wheel, so /docs works
@@ -103,8 +110,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_parameter_check(app, frozenset(blp.name for blp in blueprints))
     install_unavailable(app)
     app.url_map.converters["int"] = AsciiIntegerConverter  # before any rule is added
+    app.url_map.converters["sku"] = SkuConverter
 
     api = Api(app)
+    api.register_converter(SkuConverter, lambda _converter: {"type": "string", "pattern": f"^{SKU_PATTERN}$"})
     for blp in blueprints:
         api.register_blueprint(blp)
 
