@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test test-unit lint bench bench-rebuild bench-projector bench-soak bench-ab chaos clean-data
+.PHONY: run test test-unit lint bench bench-rebuild bench-projector bench-soak bench-ab bench-snapshots chaos clean-data
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ chaos: $(STAMP)
 bench-rebuild: $(BENCH_STAMP)
 	$(BIN)/orderstream services -- $(BIN)/python bench/rebuild.py $(BENCH_ARGS)
 	$(BIN)/python bench/report.py
+
+# Snapshots: a reservation on a SKU of 100,000 events against one on a new SKU; bench/results/snapshots.json
+bench-snapshots: $(BENCH_STAMP)
+	$(BIN)/orderstream services -- $(BIN)/python bench/snapshots.py $(BENCH_ARGS)
 
 # Memory: steady load for --duration (default 600 s), RSS of every process; writes bench/results/soak.json
 bench-soak: $(BENCH_STAMP)

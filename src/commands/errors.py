@@ -1,5 +1,7 @@
 """Domain errors: each is a refusal a client can act on."""
 
+from __future__ import annotations
+
 
 class DomainError(Exception):
     """A command the domain refuses."""
@@ -34,10 +36,15 @@ class InsufficientStock(DomainError):
     """A reservation asks for more units than are available (HTTP 409); `short` names each SKU that
     is short, with the units asked for and the units available."""
 
-    def __init__(self, short: dict[str, tuple[int, int]]) -> None:
-        self.short = short
+    def __init__(self, message: str, short: dict[str, tuple[int, int]] | None = None) -> None:
+        super().__init__(message)
+        self.short = short or {}
+
+    @classmethod
+    def of(cls, short: dict[str, tuple[int, int]]) -> InsufficientStock:
+        """The refusal naming each short SKU: `{sku: (asked, available)}`."""
         named = ", ".join(f"{sku} (asked {asked}, available {available})" for sku, (asked, available) in short.items())
-        super().__init__(f"not enough stock: {named}")
+        return cls(f"not enough stock: {named}", short)
 
 
 class SkuNotFound(DomainError):

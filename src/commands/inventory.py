@@ -86,7 +86,7 @@ class Sku:
         if not self.tracked or order_id in self.reservations:
             return []
         if quantity > self.available:
-            raise InsufficientStock({self.sku: (quantity, self.available)})
+            raise InsufficientStock.of({self.sku: (quantity, self.available)})
         return [UnitsReserved(self.sku, order_id, quantity)]
 
     def release(self, order_id: str) -> list[DomainEvent]:

@@ -113,7 +113,7 @@ def reserve_lines(
         except InsufficientStock as exc:
             short.update(exc.short)
     if short:
-        raise InsufficientStock(short)
+        raise InsufficientStock.of(short)
     return _append(conn, changes, metadata, snapshot_every)
 
 
