@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import text
 
 from app.entry.factory import create_app
-from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import Line
 from commands import stock
 from queries.inventory_levels import INVENTORY_LEVELS
-from tests.support import Env, api_client, assert_exactly_once, wait_for, workers, write_orders
-from workers.checkpoints import apply_batch
+from tests.support import Env, api_client, assert_exactly_once, rebuilt_rows, wait_for, workers, write_orders
 
 META = {"actor": "test"}
 LEVELS = "SELECT * FROM inventory_levels ORDER BY sku"
@@ -53,27 +48,10 @@ def converged(env: Env) -> bool:
     return bool(streams) and behind == streams
 
 
-def rebuilt(env: Env) -> list[dict[str, Any]]:
-    """inventory_levels built from the whole log as one batch (what a rebuild does; rolled back after)."""
-    with env.engine.connect() as conn, conn.begin() as tx:
-        conn.execute(text("DELETE FROM inventory_levels"))
-        conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = 'inventory_levels'"))
-        rows = conn.execute(
-            text(
-                "SELECT event_id::text, stream_id, version, position, type, schema_version, payload, metadata,"
-                " recorded_at FROM events ORDER BY position"
-            )
-        ).mappings()
-        apply_batch(conn, INVENTORY_LEVELS, [RecordedEvent(**r) for r in rows])
-        result = [dict(r) for r in conn.execute(text(LEVELS)).mappings()]
-        tx.rollback()
-    return result
-
-
 def assert_equals_a_rebuild(env: Env) -> None:
     wait_for(lambda: converged(env), timeout=30, what="inventory_levels to reflect every stock event")
     live = [dict(r) for r in env.rows(LEVELS)]
-    assert live == rebuilt(env)
+    assert live == rebuilt_rows(env, INVENTORY_LEVELS, {"inventory_levels": LEVELS})["inventory_levels"]
     assert all(row["available"] == row["on_hand"] - row["reserved"] >= 0 for row in live)
 
 

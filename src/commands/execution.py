@@ -59,14 +59,19 @@ class CommandHeaders(ma.Schema):
     )  # fmt: skip
 
 
+def if_match(what: str) -> EntityTagsField:
+    """The If-Match header of a command on an existing `what` (an order, a SKU): its expected version."""
+    return EntityTagsField(
+        data_key="If-Match",
+        metadata={"description": f'ETag of the {what} version the command expects, e.g. "3" (a list matches if '
+                  f"any tag does; weak tags never match); 412 if the {what} moved on"},
+    )  # fmt: skip
+
+
 class ConditionalCommandHeaders(CommandHeaders):
     """...and, on an existing order, the version it is expected to be at."""
 
-    if_match = EntityTagsField(
-        data_key="If-Match",
-        metadata={"description": 'ETag of the order version the command expects, e.g. "3" (a list matches if any '
-                  "tag does; weak tags never match); 412 if the order moved on"},
-    )  # fmt: skip
+    if_match = if_match("order")
 
 
 HEADERS = {"location": "headers", "error_status_code": 400}

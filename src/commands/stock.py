@@ -10,7 +10,7 @@ with ConcurrencyError (the caller retries on a fresh transaction).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union, assert_never
 
@@ -125,8 +125,7 @@ def release_order(
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
 ) -> list[RecordedEvent]:
     """Give back exactly what the order reserved of each SKU (those it reserved nothing of: no-op)."""
-    stocks = [load_sku(conn, sku) for sku in sorted(set(skus))]
-    return _append(conn, [(stock, stock.release(order_id)) for stock in stocks], metadata, snapshot_every)
+    return _each(conn, skus, lambda stock: stock.release(order_id), metadata, snapshot_every)
 
 
 def ship_order(
@@ -137,8 +136,19 @@ def ship_order(
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
 ) -> list[RecordedEvent]:
     """The order's reserved units of each SKU leave the stock (on hand and reserved both fall)."""
+    return _each(conn, skus, lambda stock: stock.ship(order_id), metadata, snapshot_every)
+
+
+def _each(
+    conn: Connection,
+    skus: Iterable[str],
+    decision: Callable[[Sku], list[DomainEvent]],
+    metadata: dict[str, Any],
+    every: int,
+) -> list[RecordedEvent]:
+    """One decision on each SKU, appended to all of their streams at once."""
     stocks = [load_sku(conn, sku) for sku in sorted(set(skus))]
-    return _append(conn, [(stock, stock.ship(order_id)) for stock in stocks], metadata, snapshot_every)
+    return _append(conn, [(stock, decision(stock)) for stock in stocks], metadata, every)
 
 
 def _append(

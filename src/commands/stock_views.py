@@ -9,11 +9,10 @@ from flask import url_for
 from flask.views import MethodView
 
 from app.platform.api import Blueprint, operation
-from app.platform.conditions import EntityTagsField
 from app.platform.problems import problem_responses
 from app.platform.web import event_metadata, settings
 from commands import stock
-from commands.execution import HEADERS, CommandHeaders, answer_refusals, execute, expected_versions
+from commands.execution import HEADERS, CommandHeaders, answer_refusals, execute, expected_versions, if_match
 from commands.schemas import AdjustmentSchema, ReceiptSchema, StockOutcomeSchema
 
 OUTCOME = StockOutcomeSchema()
@@ -23,11 +22,7 @@ blp = Blueprint("stock-commands", __name__, description="Stock commands: each ap
 class StockCommandHeaders(CommandHeaders):
     """...and the SKU version the command expects."""
 
-    if_match = EntityTagsField(
-        data_key="If-Match",
-        metadata={"description": 'ETag of the SKU version the command expects, e.g. "3" (a list matches if any '
-                  "tag does; weak tags never match); 412 if the stock moved on"},
-    )  # fmt: skip
+    if_match = if_match("SKU")
 
 
 _STALE_OR_INVALID = {412: "If-Match is stale", 422: "the body does not validate"}

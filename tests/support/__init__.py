@@ -28,7 +28,7 @@ from tests.support.processes import (
     web_server,
     workers,
 )
-from tests.support.projections import assert_exactly_once, converged, rebuilt, snapshot
+from tests.support.projections import assert_exactly_once, converged, rebuilt, rebuilt_rows, snapshot
 from tests.support.routes import VALID_BODIES, Route, our_routes, routes
 from tests.support.streams import (
     GROUP,
@@ -76,6 +76,7 @@ __all__ = [
     "place",
     "read_as",
     "rebuilt",
+    "rebuilt_rows",
     "relay_loop",
     "routes",
     "shown",

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.eventlog.envelope import RecordedEvent
+from app.eventlog.projection import Projection
 from queries.order_summaries import ORDER_SUMMARIES
 from tests.support.environments import Env
 from tests.support.polling import wait_for
@@ -26,19 +27,25 @@ def snapshot(env: Env) -> dict[str, list[dict[str, Any]]]:
 
 
 def rebuilt(env: Env) -> dict[str, list[dict[str, Any]]]:
-    """What the projection holds when built from the whole log in position order, as one batch (what a
-    rebuild does; the reference the live projection must equal; rolled back after)."""
+    """What order_summaries holds when built from the whole log (the reference the live one must equal)."""
+    return rebuilt_rows(env, ORDER_SUMMARIES, ROWS)
+
+
+def rebuilt_rows(env: Env, projection: Projection, rows: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """What a projection's tables hold (`rows`: a query by table) when built from the whole log in
+    position order, as one batch (what a rebuild does); rolled back after."""
     with env.engine.connect() as conn, conn.begin() as tx:
-        conn.execute(text("DELETE FROM order_items; DELETE FROM order_summaries"))
-        conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = 'order_summaries'"))
-        rows = conn.execute(
+        for table in reversed(projection.tables):  # referencing tables come after the ones they reference
+            conn.execute(text(f"DELETE FROM {table}"))
+        conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = :p"), {"p": projection.name})
+        events = conn.execute(
             text(
                 "SELECT event_id::text, stream_id, version, position, type, schema_version, payload, metadata,"
                 " recorded_at FROM events ORDER BY position"
             )
         ).mappings()
-        apply_batch(conn, ORDER_SUMMARIES, [RecordedEvent(**r) for r in rows])
-        result = {table: [dict(r) for r in conn.execute(text(sql)).mappings()] for table, sql in ROWS.items()}
+        apply_batch(conn, projection, [RecordedEvent(**r) for r in events])
+        result = {table: [dict(r) for r in conn.execute(text(sql)).mappings()] for table, sql in rows.items()}
         tx.rollback()
     return result
 
