@@ -135,7 +135,9 @@ def test_make_run_serves_the_whole_path_and_stops_cleanly(tmp_path: Path) -> Non
             wait_for(lambda: requests.get(f"{base}/orders/{again.json()['order_id']}", headers=auth, timeout=5)
                      .status_code == 200, timeout=30, what="the projector after the servers' restart")  # fmt: skip
             health = requests.get(f"{base}/admin/health", headers=auth, timeout=5).json()
-            assert {p["name"]: p["restarts"] for p in health["processes"]}["postgres.1"] == 1
+            # At least once: a PostgreSQL killed with -9 may refuse its first start while the old
+            # backends still hold its shared memory (an exit while starting, restarted again).
+            assert {p["name"]: p["restarts"] for p in health["processes"]}["postgres.1"] >= 1
             stop(proc, signal.SIGINT, data_dir, log)
 
             proc = start(data_dir, port, log)  # the next run reuses the data directory

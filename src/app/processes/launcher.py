@@ -90,6 +90,8 @@ def run(concurrency: str, print_banner: Callable[[dict[str, str]], None]) -> int
             _migrate(env["DATABASE_URL"], lambda: bool(stopping))
         except Stopped:
             return 0
+        if stopping:  # the stop came while the migrations ran
+            return 0
         config = run_dir / "supervisord.conf"
         config.write_text(render(run_dir, REPO, programs, listener_command()))
         print_banner(env)
@@ -106,6 +108,8 @@ def _supervise(
         process = subprocess.Popen([str(BIN / "supervisord"), "-c", str(config)], env=env, start_new_session=True,
                                    preexec_fn=_die_with_parent)  # fmt: skip
         current[:] = [process]
+        if stopping:  # asked to stop before supervisord was there to be told: tell it now
+            process.send_signal(signal.SIGTERM)
         with contextlib.suppress(OSError, xmlrpc.client.Error):  # a stop may come first: then nothing starts
             if not stopping:
                 _connect(run_dir, process).start(["app"])
