@@ -60,7 +60,7 @@ CLI = [sys.executable, "-c", "import sys\ntry:\n    from app.entry.cli import ma
 @contextmanager
 def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
     """One revision's web (2 workers, its gunicorn.conf.py), relay, projector and, where the revision has
-    them, upkeep and an rq worker; yields its port."""
+    them, upkeep, an rq worker and the fulfilment process manager; yields its port."""
     url = stack.enter_context(database(os.environ["DATABASE_URL"]))
     env = {"PYTHONPATH": str(tree / "src"), "DATABASE_URL": url, "ORDERSTREAM_KEY_PREFIX": f"ab-{name}",
            "ORDERSTREAM_ADMIN_TOKEN": TOKEN, "ORDERSTREAM_RATE_LIMIT": "1000000 per second",
@@ -76,6 +76,8 @@ def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
         stack.enter_context(process([*CLI, "upkeep"], env, f"ab-{name}-upkeep", cwd=tree))
         rq = [str(BIN / "rq"), "worker", "-c", "workers.preload", "--url", os.environ["REDIS_URL"], f"ab-{name}"]
         stack.enter_context(process(rq, env, f"ab-{name}-rq", cwd=tree))
+    if "fulfilment:" in (tree / "Procfile").read_text():  # the process manager, where the tree has one
+        stack.enter_context(process([*CLI, "fulfilment"], env, f"ab-{name}-fulfilment", cwd=tree))
     wait_up(port)
     yield port
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from flask import Flask
     from flask.testing import FlaskClient
 
     from app.platform.config import Settings
-    from tests.support import Env
+    from tests.support import Env, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +98,23 @@ def order_id(app: Flask) -> str:
     from tests.support import api_client, place
 
     return place(api_client(app))
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of this test's own, which it may kill, wipe or roll back."""
+    from tests.support import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_redis_env(base_settings: Settings, template_db: str, redis_server: RedisServer) -> Iterator[Env]:
+    """An isolated environment whose Redis is a server this test may kill, wipe or roll back."""
+    from tests.support import isolated_env
+
+    with isolated_env(base_settings, template_db, redis_url=redis_server.url) as env:
+        yield env

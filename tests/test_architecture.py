@@ -156,3 +156,41 @@ def get(letter_id: int) -> dict:
     return deadletters.find(engine(), letter_id) or abort(404, message="no dead letter selected")
 '''
     assert database_access(view) == []
+
+
+PROCESS_MANAGER = SRC / "workers" / "fulfilment"
+
+
+def appends_directly(source: str) -> list[str]:
+    """Where this source appends to the log itself (app.eventlog.store's append*, however imported),
+    rather than through a command handler."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "app.eventlog.store":
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name.startswith("append")]
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("append") and isinstance(node.value, ast.Name)
+                and node.value.id in ("eventstore", "store")):  # fmt: skip
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_the_process_manager_issues_commands_through_the_handlers_the_api_uses() -> None:
+    modules = _modules(PROCESS_MANAGER)
+    assert {path.name for path in modules} >= {"process.py", "deadlines.py", "state.py"}
+    offenders = {str(p.relative_to(SRC)): found for p in modules if (found := appends_directly(p.read_text()))}
+    assert offenders == {}, "the process manager appends only through commands/handlers.py and commands/stock.py"
+    sources = "".join(path.read_text() for path in modules)
+    assert "from commands.handlers import" in sources and "from commands import stock" in sources
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from app.eventlog.store import append",
+        "eventstore.append(conn, s, 0, [], {})",
+        "store.append_streams(c, [], {})",
+    ],
+)
+def test_the_append_check_catches_a_direct_append(source: str) -> None:
+    assert appends_directly(source)

@@ -101,7 +101,8 @@ def test_the_admin_page_renders(site: str, browser: object, fresh_env: Env) -> N
     page.goto(f"{site}/admin")
     page.wait_for_selector("h2:text('Streams')")
     page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
-    assert page.locator("table").count() == 3
+    assert page.locator("table").count() == 4  # relay, projections, fulfilment, streams
+    assert page.locator("h2:text('Fulfilment') + table th").first.text_content() == "reserved"
     assert "orderstream-relay:" in page.content()
 
 

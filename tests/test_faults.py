@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -40,21 +39,6 @@ from workers.relay import current_leader
 from workers.upkeep import trim_streams
 
 PARTITIONS = 4
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def own_redis_env(base_settings: Settings, template_db: str, redis_server: RedisServer) -> Iterator[Env]:
-    """An isolated environment whose Redis is a server this test may kill, wipe or roll back."""
-    with isolated_env(base_settings, template_db, redis_url=redis_server.url) as env:
-        yield env
 
 
 def test_a_dead_projectors_entries_are_claimed_by_a_live_one(fresh_env: Env) -> None:
@@ -336,6 +320,25 @@ def test_after_postgresql_drops_every_connection_at_most_one_request_fails(env: 
     reads = [client.get("/orders?page_size=1").status_code for _ in range(2)]
     assert commands[0] in (201, 503) and commands[1:] == [201, 201], commands
     assert reads == [200, 200]
+    engine.dispose()
+
+
+def test_a_web_process_out_of_database_connections_answers_503_and_writes_nothing(env: Env) -> None:
+    """Every pooled connection busy (requests waiting on locks, say) for longer than the pool's wait:
+    a command and a read answer 503 with Retry-After, never 500; once connections are free, 201."""
+    app = create_app(env.settings)
+    client = api_client(app)
+    engine = app.extensions["orderstream"]["engine"]
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]
+    before = env.scalar("SELECT count(*) FROM events")
+    busy = [client.post("/orders", json=ORDER), client.get("/orders?page_size=1")]
+    assert [r.status_code for r in busy] == [503, 503], [r.json for r in busy]
+    assert all(r.headers["Retry-After"] == "5" and "busy" in r.json["detail"] for r in busy)
+    assert busy[0].content_type == "application/problem+json"
+    assert env.scalar("SELECT count(*) FROM events") == before
+    for conn in held:
+        conn.close()
+    assert client.post("/orders", json=ORDER).status_code == 201
     engine.dispose()
 
 

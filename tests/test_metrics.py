@@ -24,8 +24,8 @@ from app.platform.metrics import METHODS
 from app.processes.embedded import free_port
 from app.processes.launcher import REPO
 from app.processes.supervision import read_procfile
-from queries.projections import PROJECTIONS
 from tests.support import ORDER, Env, admin, database_url_for, wait_for, web_server, workers
+from workers.consumers import GROUPS
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -66,8 +66,8 @@ def test_label_values_come_from_closed_sets_whatever_clients_send(
         "endpoint": rules,
         "status": {str(s.value) for s in HTTPStatus},
         "type": set(EVENT_TYPES),
-        "projection": set(PROJECTIONS),
-        "group": set(PROJECTIONS),
+        "projection": set(GROUPS),
+        "group": set(GROUPS),
         "process": {f"{p.name}.1" for p in read_procfile(REPO / "Procfile")}
         | {"postgres.1", "redis.1", "process-events"},
     }
@@ -104,7 +104,7 @@ def test_counters_of_known_label_sets_exist_at_zero_before_their_first_event(
     with web_server(fresh_env, **metrics_env) as base:
         text = requests.get(f"{base}/metrics", timeout=5).text
     values = {(name, tuple(sorted(labels.items()))): value for name, labels, value in samples(text)}
-    for projection in PROJECTIONS:
+    for projection in GROUPS:  # the projections and the fulfilment process manager
         assert values[("orderstream_dead_letters_total", (("projection", projection),))] == 0
         assert values[("orderstream_events_applied_total", (("projection", projection),))] == 0
         assert values[("orderstream_entries_taken_over_total", (("projection", projection),))] == 0

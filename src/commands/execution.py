@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import marshmallow as ma
 from flask import Response, g, json, request
 from sqlalchemy import Connection
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from app.eventlog.money import InvalidAmount
 from app.eventlog.store import ConcurrencyError
@@ -99,7 +100,30 @@ def execute(
 
     A retry of a completed command gets the stored response, marked `Idempotent-Replayed: true`.
     Keys belong to the principal (the token's identity), never to a display name.
+
+    A command without If-Match that meets a concurrent append (another client, the fulfilment
+    process manager recording a reservation) is decided again on the state that append left, in a
+    new transaction: the client named no version, so it asked for the command on the current one.
+    With If-Match it is refused (412): the version it named is gone.
     """
+    attempts = 1 if headers.get("if_match") is not None else CONFLICT_ATTEMPTS
+    for attempt in Retrying(retry=retry_if_exception_type(ConcurrencyError), stop=stop_after_attempt(attempts),
+                            wait=wait_random(0, 0.005), reraise=True):  # fmt: skip
+        with attempt:
+            return _execute(run, headers, dump, status, location)
+    raise AssertionError("unreachable: Retrying returns or raises")  # pragma: no cover
+
+
+CONFLICT_ATTEMPTS = 5
+
+
+def _execute(
+    run: Callable[[Connection], Outcome],
+    headers: dict[str, Any],
+    dump: Callable[[Any], dict[str, Any]],
+    status: int,
+    location: Callable[[Any], str] | None,
+) -> Any:
     key = headers.get("idempotency_key")
     principal = g.principal.id
     with pipelined_transaction(engine()) as conn:

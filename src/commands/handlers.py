@@ -9,7 +9,7 @@ from typing import Any, Union, assert_never
 from sqlalchemy import Connection
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import Event, Line
+from app.eventlog.events import Event, Line, ReservedLine, ShortLine
 from app.eventlog.money import parse_amount
 from commands.errors import OrderNotFound, VersionMismatch
 from commands.order import Order
@@ -69,7 +69,32 @@ class CancelOrder:
     reason: str
 
 
-OrderCommand = Union[AddItem, RemoveItem, PayOrder, ShipOrder, DeliverOrder, CancelOrder]
+@dataclass(frozen=True)
+class RecordReservation:
+    """The fulfilment process manager holds these units of the order's tracked SKUs."""
+
+    order_id: str
+    lines: tuple[ReservedLine, ...]
+
+
+@dataclass(frozen=True)
+class RejectOrder:
+    """The fulfilment process manager could not reserve these lines."""
+
+    order_id: str
+    short: tuple[ShortLine, ...]
+
+
+@dataclass(frozen=True)
+class ExpireOrder:
+    """The payment deadline passed (cancels the order only if it is still unpaid)."""
+
+    order_id: str
+
+
+OrderCommand = Union[
+    AddItem, RemoveItem, PayOrder, ShipOrder, DeliverOrder, CancelOrder, RecordReservation, RejectOrder, ExpireOrder
+]
 
 
 @dataclass(frozen=True)
@@ -102,6 +127,12 @@ def decide(order: Order, cmd: OrderCommand) -> list[Event]:
             return order.deliver()
         case CancelOrder():
             return order.cancel(cmd.reason)
+        case RecordReservation():
+            return order.record_reservation(cmd.lines)
+        case RejectOrder():
+            return order.reject(cmd.short)
+        case ExpireOrder():
+            return order.expire()
         case _:
             assert_never(cmd)
 

@@ -21,10 +21,12 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderRejected,
     PaymentProcessed,
     ProductShipped,
     StockAdjusted,
     StockReceived,
+    StockReserved,
     UnitsReleased,
     UnitsReserved,
     UnitsShipped,
@@ -81,13 +83,15 @@ class Sku:
         return [StockAdjusted(self.sku, quantity, reason)]
 
     def reserve(self, order_id: str, quantity: int) -> list[DomainEvent]:
-        """Set units aside for an order: a no-op when the SKU is untracked (unlimited) or the order
-        already holds a reservation of it."""
-        if not self.tracked or order_id in self.reservations:
+        """Hold `quantity` units for an order in all: reserve what it does not hold yet. A no-op when
+        the SKU is untracked (unlimited) or the order already holds as many (a redelivered event
+        reserves once); an order that holds more keeps them (releasing is `release`'s)."""
+        held = self.reservations.get(order_id, 0)
+        if not self.tracked or quantity <= held:
             return []
-        if quantity > self.available:
-            raise InsufficientStock.of({self.sku: (quantity, self.available)})
-        return [UnitsReserved(self.sku, order_id, quantity)]
+        if quantity - held > self.available:
+            raise InsufficientStock.of({self.sku: (quantity, self.available + held)})
+        return [UnitsReserved(self.sku, order_id, quantity - held)]
 
     def release(self, order_id: str) -> list[DomainEvent]:
         """Give back exactly what the order reserved (nothing if it reserved nothing)."""
@@ -111,8 +115,8 @@ class Sku:
         match event:
             case StockReceived() | StockAdjusted():
                 self.on_hand += event.quantity
-            case UnitsReserved():
-                self.reservations[event.order_id] = event.quantity
+            case UnitsReserved():  # an order's later reservation of a SKU adds to its earlier one
+                self.reservations[event.order_id] = self.reservations.get(event.order_id, 0) + event.quantity
             case UnitsReleased():
                 self.reservations.pop(event.order_id, None)
             case UnitsShipped():
@@ -120,7 +124,7 @@ class Sku:
                 self.on_hand -= event.quantity
             case (
                 OrderCreated() | ItemAdded() | ItemRemoved() | PaymentProcessed() | ProductShipped()
-                | OrderDelivered() | OrderCancelled()
+                | OrderDelivered() | OrderCancelled() | StockReserved() | OrderRejected()
             ):  # fmt: skip
                 raise TypeError(f"{type(event).__name__} is an order event, not one of SKU {self.sku}")
             case _:

@@ -20,11 +20,15 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderRejected,
     OrderStatus,
     PaymentProcessed,
     ProductShipped,
+    ReservedLine,
+    ShortLine,
     StockAdjusted,
     StockReceived,
+    StockReserved,
     UnitsReleased,
     UnitsReserved,
     UnitsShipped,
@@ -34,6 +38,7 @@ from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
 
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
+PAYMENT_TIMEOUT = "payment timeout"  # the reason of a cancellation by the payment deadline
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Order:
     currency: str = ""
     lines: dict[str, Line] = field(default_factory=dict)
     paid_amount: Decimal = Decimal(0)
+    reserved: tuple[ReservedLine, ...] | None = None  # the stock held for it (None: none recorded yet)
 
     @property
     def total(self) -> Decimal:
@@ -105,6 +111,26 @@ class Order:
         refund = self.paid_amount if self.status is OrderStatus.PAID else None
         return [OrderCancelled(self.id, reason, refund)]
 
+    # decisions of the fulfilment process manager (workers/fulfilment), through the same handlers
+
+    def record_reservation(self, lines: tuple[ReservedLine, ...]) -> list[Event]:
+        """Stock is held for every tracked line (nothing to record if that is what was recorded)."""
+        if self.status not in (OrderStatus.PENDING, OrderStatus.PAID):
+            raise InvalidTransition(f"cannot reserve stock for an order that is {self.status.value}")
+        return [] if self.reserved == lines else [StockReserved(self.id, lines)]
+
+    def reject(self, short: tuple[ShortLine, ...]) -> list[Event]:
+        """Stock cannot cover the order: it is closed, and refunded if it had been paid."""
+        if self.status not in (OrderStatus.PENDING, OrderStatus.PAID):
+            raise InvalidTransition(f"cannot reject an order that is {self.status.value}")
+        refund = self.paid_amount if self.status is OrderStatus.PAID else None
+        return [OrderRejected(self.id, "insufficient stock", short, refund)]
+
+    def expire(self) -> list[Event]:
+        """The payment deadline passed: an order still unpaid is cancelled (a paid one is not)."""
+        self._require(OrderStatus.PENDING, "expire")
+        return [OrderCancelled(self.id, PAYMENT_TIMEOUT, None)]
+
     def _require(self, status: OrderStatus, action: str) -> None:
         if self.status is not status:
             raise InvalidTransition(f"cannot {action} an order that is {self.status.value}")
@@ -151,6 +177,10 @@ class Order:
                 self.status = OrderStatus.DELIVERED
             case OrderCancelled():
                 self.status = OrderStatus.CANCELLED
+            case StockReserved():
+                self.reserved = event.lines
+            case OrderRejected():
+                self.status = OrderStatus.REJECTED
             case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
                 raise TypeError(f"{type(event).__name__} is an inventory event, not one of order {self.id}")
             case _:

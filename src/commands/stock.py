@@ -99,22 +99,47 @@ def reserve_lines(
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
 ) -> list[RecordedEvent]:
     """Reserve every tracked line of an order, or none: InsufficientStock names every short SKU.
-    Untracked SKUs are unlimited and lines already reserved for the order are skipped, so a
-    redelivered request reserves once. Returns the events appended (none: nothing to reserve)."""
+    Untracked SKUs are unlimited and units already reserved for the order count, so a redelivered
+    request reserves once. Returns the events appended (none: nothing to reserve)."""
     wanted: dict[str, int] = {}
     for line in lines:
         wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    return hold_order(conn, order_id, wanted, (), metadata, snapshot_every).recorded
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What an order holds of each tracked SKU after `hold_order`, and the events that got it there."""
+
+    held: dict[str, int]
+    recorded: list[RecordedEvent]
+
+
+def hold_order(
+    conn: Connection,
+    order_id: str,
+    wanted: dict[str, int],
+    others: Iterable[str],
+    metadata: dict[str, Any],
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+) -> Holding:
+    """Bring an order's reservations in line with `wanted` (units per SKU), all or none: reserve what
+    it lacks of each wanted SKU, and release whatever it holds of `others` (SKUs it may hold and no
+    longer wants). InsufficientStock names every short SKU (nothing is then appended). Untracked SKUs
+    are unlimited; a SKU already held as wanted is left alone, so a second call appends nothing."""
     short: dict[str, tuple[int, int]] = {}
     changes: list[tuple[Sku, list[DomainEvent]]] = []
-    for sku in sorted(wanted):
+    for sku in sorted(set(wanted) | set(others)):
         stock = load_sku(conn, sku)
         try:
-            changes.append((stock, stock.reserve(order_id, wanted[sku])))
+            changes.append((stock, stock.reserve(order_id, wanted[sku]) if sku in wanted else stock.release(order_id)))
         except InsufficientStock as exc:
             short.update(exc.short)
     if short:
         raise InsufficientStock.of(short)
-    return _append(conn, changes, metadata, snapshot_every)
+    recorded = _append(conn, changes, metadata, snapshot_every)
+    held = {stock.sku: stock.reservations[order_id] for stock, _events in changes if order_id in stock.reservations}
+    return Holding(held, recorded)
 
 
 def release_order(

@@ -46,9 +46,11 @@ _ORDER = """
     SELECT s.order_id::text AS order_id, s.customer_id, s.status, s.currency, s.total, s.paid_amount,
            s.refunded_amount, s.version, s.created_at, s.updated_at, s.cancellation_reason,
            s.carrier, s.tracking_number, s.service_level,
+           f.state AS f_state, f.reserved AS f_reserved, f.short AS f_short, f.payment_due_at AS f_due,
+           f.deadline AS f_deadline, f.order_version AS f_version,
            (SELECT coalesce(json_agg(json_build_array(i.sku, i.quantity, i.unit_price::text) ORDER BY i.sku), '[]')
             FROM order_items i WHERE i.order_id = s.order_id) AS items
-    FROM order_summaries s WHERE s.order_id = %(id)s
+    FROM order_summaries s LEFT JOIN fulfilment f ON f.order_id = s.order_id WHERE s.order_id = %(id)s
 """
 _AMOUNTS = ("total", "paid_amount", "refunded_amount")
 
@@ -74,4 +76,21 @@ def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
     ]
     shipment = {name: order.pop(name) for name in ("carrier", "tracking_number", "service_level")}
     order["shipment"] = shipment if shipment["carrier"] is not None else None
+    order["fulfilment"] = fulfilment_of({name[2:]: order.pop(name) for name in _FULFILMENT})
     return order
+
+
+_FULFILMENT = ("f_state", "f_reserved", "f_short", "f_due", "f_deadline", "f_version")
+
+
+def fulfilment_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The `fulfilment` field from the process manager's row (state None: it has not reacted yet).
+    Its `version` is the order version it last reacted to."""
+    return {
+        "state": row["state"] or "reserving",
+        "reserved": row["reserved"] or [],
+        "short": row["short"],
+        "payment_due_at": row["due"],
+        "deadline": row["deadline"],
+        "version": row["version"],
+    }

@@ -29,6 +29,63 @@ class ShipmentSchema(ResponseSchema):
     service_level = ma.fields.String(required=True)
 
 
+class ReservedLineSchema(ResponseSchema):
+    sku = ma.fields.String(required=True)
+    quantity = ma.fields.Integer(required=True)
+
+
+class ShortLineSchema(ResponseSchema):
+    sku = ma.fields.String(required=True)
+    requested = ma.fields.Integer(required=True, metadata={"description": "units the order asked for"})
+    available = ma.fields.Integer(required=True, metadata={"description": "units stock could give it"})
+
+
+FULFILMENT_STATES = ["reserving", "reserved", "rejected", "released", "shipped"]
+DEADLINE_STATES = ["pending", "met", "cancelled", "fired"]
+
+
+class FulfilmentSchema(ResponseSchema):
+    state = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(FULFILMENT_STATES),
+        metadata={
+            "description": "reserving: the process manager has not reserved the order's stock yet; reserved:"
+            " every tracked line is held; rejected: stock was short (the order is rejected); released: the"
+            " order was cancelled or rejected and its units given back; shipped: its units left stock"
+        },
+    )
+    reserved = ma.fields.List(
+        ma.fields.Nested(ReservedLineSchema), required=True, metadata={"description": "units held, per tracked SKU"}
+    )
+    short = ma.fields.List(
+        ma.fields.Nested(ShortLineSchema),
+        allow_none=True,
+        required=True,
+        metadata={"description": "the lines stock could not cover (rejected orders)"},
+    )
+    payment_due_at = ma.fields.DateTime(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "when an unpaid order is cancelled (ORDERSTREAM_PAYMENT_TIMEOUT_S after it was placed)"
+        },
+    )
+    deadline = ma.fields.String(
+        allow_none=True,
+        required=True,
+        validate=validate.OneOf(DEADLINE_STATES),
+        metadata={
+            "description": "pending: the order is unpaid and the deadline will cancel it; met: it was paid in"
+            " time; cancelled: it was cancelled or rejected first; fired: the deadline cancelled it"
+        },
+    )
+    version = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the order version the process manager last reacted to (null: none yet)"},
+    )
+
+
 class OrderSummarySchema(ResponseSchema):
     order_id = ma.fields.UUID(required=True)
     customer_id = ma.fields.String(required=True)
@@ -45,4 +102,13 @@ class OrderSummarySchema(ResponseSchema):
 class OrderSchema(OrderSummarySchema):
     items = ma.fields.List(ma.fields.Nested(ItemSchema), required=True)
     shipment = ma.fields.Nested(ShipmentSchema, allow_none=True, required=True)
-    cancellation_reason = ma.fields.String(allow_none=True, required=True)
+    cancellation_reason = ma.fields.String(
+        allow_none=True, required=True, metadata={"description": "why it was cancelled or rejected"}
+    )
+    fulfilment = ma.fields.Nested(
+        FulfilmentSchema,
+        required=True,
+        metadata={
+            "description": "the fulfilment process manager's state for the order: its stock and payment deadline"
+        },
+    )

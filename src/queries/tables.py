@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, Text, TextClause
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData()
 
@@ -79,6 +79,20 @@ inventory_levels = Table(
     Column("available", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
     Column("last_position", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+fulfilment = Table(
+    "fulfilment",
+    metadata,
+    Column("order_id", UUID(as_uuid=False), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("reserved", JSONB, nullable=False),
+    Column("short", JSONB),
+    Column("payment_due_at", DateTime(timezone=True)),
+    Column("deadline", Text),
+    Column("order_version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

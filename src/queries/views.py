@@ -113,6 +113,9 @@ class OrderDetail(MethodView):
             raise PreconditionFailed(f"the order is shown at version {version}, not {describe(if_match)}")
         etag = {"X-Projection-Version": str(version), "ETag": f'"{version}"'}
         if_none_match: EntityTags | None = headers.get("if_none_match")
-        if if_none_match is not None and if_none_match.matches_weakly(version):
+        # Not Modified only when the process manager is not behind this version: its `fulfilment` may
+        # change after the order's last event (units released after a cancellation, say).
+        settled = order["fulfilment"]["version"] in (None, version)
+        if if_none_match is not None and if_none_match.matches_weakly(version) and settled:
             return Response(status=304, headers=etag)
         return Response(orjson.dumps(order), headers=etag, mimetype="application/json")

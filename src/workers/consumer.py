@@ -73,6 +73,10 @@ class ConsumerGroupRunner:
     def group(self) -> str:
         return self.projection.name
 
+    @property
+    def batch_size(self) -> int:
+        return self.projection.batch_size(self.settings.consumer_batch_size)
+
     def run(self) -> None:
         """Until stopped, with a heartbeat: finish our own pending entries, then read new ones, take
         over those of dead consumers and claim stale ones; after a failure, back off and join again."""
@@ -132,7 +136,7 @@ class ConsumerGroupRunner:
             self.stop.wait(self.settings.batch_linger_ms / 1000)
         block = min(self.settings.consumer_block_ms, max(1, self.settings.consumer_heartbeat_ms // 2))
         handled = self.process(self._read(">", block=block))
-        self.linger_next = 1 < handled < self.settings.consumer_batch_size
+        self.linger_next = 1 < handled < self.batch_size
         return handled
 
     def _read(self, last_id: str, block: int | None = None) -> Any:
@@ -142,7 +146,7 @@ class ConsumerGroupRunner:
             self.group,
             self.consumer,
             dict.fromkeys(self.keys, last_id),
-            count=self.settings.consumer_batch_size,
+            count=self.batch_size,
             block=block,
         )
 
@@ -152,7 +156,7 @@ class ConsumerGroupRunner:
         response: list[Any] = []
         for key in self.keys:
             response += self.redis.xreadgroup(
-                self.group, self.consumer, {key: last_id}, count=self.settings.consumer_batch_size
+                self.group, self.consumer, {key: last_id}, count=self.batch_size
             ) or []  # fmt: skip
         if block and not any(entries for _key, entries in response):
             self.stop.wait(min(block, 20) / 1000)

@@ -12,6 +12,7 @@ from app.platform.db import make_engine
 from app.platform.logs import configure_logging
 from queries.projections import PROJECTIONS
 from workers import deadletters
+from workers.consumers import consumers
 from workers.rebuild import RebuildTracker, rebuild
 
 
@@ -23,9 +24,10 @@ def redrive_dead_letter(dead_letter_id: int) -> dict[str, Any]:
         structlog.contextvars.bind_contextvars(job_id=job.id, **_request_ids(job))
         job.meta["step"] = "re-applying the event"
         job.save_meta()  # type: ignore[no-untyped-call]
-    engine = make_engine(Settings.from_env(), pool_size=1)
+    settings = Settings.from_env()
+    engine = make_engine(settings, pool_size=1)
     try:
-        return deadletters.redrive(engine, PROJECTIONS, dead_letter_id)
+        return deadletters.redrive(engine, consumers(settings), dead_letter_id)
     finally:
         engine.dispose()
 

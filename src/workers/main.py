@@ -11,8 +11,8 @@ from redis import Redis
 from app.eventlog.streams import streams_client
 from app.platform.config import Settings
 from app.platform.db import make_engine
-from queries.projections import PROJECTIONS
 from workers.consumer import ConsumerGroupRunner
+from workers.consumers import consumers
 from workers.lifecycle import configure_logging, consumer_name, stop_on_signals
 from workers.loop import run_until_stopped
 from workers.relay import Relay
@@ -31,7 +31,7 @@ def run_relay(settings: Settings) -> None:
 
 
 def run_projector(settings: Settings, projection: str, name: str | None = None) -> None:
-    """Run one consumer of a projection's group until SIGTERM/SIGINT."""
+    """Run one consumer of a projection's group (or the fulfilment process manager's) until SIGTERM/SIGINT."""
     configure_logging()
     stop = stop_on_signals()
     # A new projection's catch-up holds one connection for its lock, applies on a second and reads the
@@ -39,7 +39,9 @@ def run_projector(settings: Settings, projection: str, name: str | None = None) 
     engine = make_engine(settings, pool_size=2)
     consumer = name or consumer_name()
     log.info("projector %s consuming for %s", consumer, projection)
-    ConsumerGroupRunner(settings, PROJECTIONS[projection], engine, streams_client(settings), consumer, stop).run()
+    ConsumerGroupRunner(
+        settings, consumers(settings)[projection], engine, streams_client(settings), consumer, stop
+    ).run()
     engine.dispose()
 
 

@@ -9,5 +9,6 @@ rq worker's work (rq's documentation suggests the same: preload what jobs import
 from __future__ import annotations
 
 from workers import jobs, upkeep
+from workers.fulfilment import deadlines
 
-__all__ = ["jobs", "upkeep"]
+__all__ = ["deadlines", "jobs", "upkeep"]

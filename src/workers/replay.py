@@ -62,6 +62,7 @@ def replay(
     raised.
     """
     progress.started = progress.started or time.monotonic()
+    batch_size = projection.batch_size(batch_size)
     with ThreadPoolExecutor(1, thread_name_prefix="replay-read") as reader:
         reading = reader.submit(_read, engine, progress.last_position, batch_size)
         while True:

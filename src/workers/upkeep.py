@@ -24,8 +24,9 @@ from app.eventlog.streams import StreamsClient, format_entry_id, stream_keys, st
 from app.platform.config import Settings
 from app.platform.db import make_engine
 from commands import idempotency
-from queries.projections import PROJECTIONS
 from workers import outbox
+from workers.consumers import GROUPS
+from workers.fulfilment.deadlines import fire_payment_deadlines
 from workers.retention import acknowledged_below
 
 PURGE_INTERVAL_S = 60
@@ -50,7 +51,7 @@ def trim_acknowledged(settings: Settings, engine: Engine, client: StreamsClient)
     acknowledged, never past it (a slow or missing group keeps everything). Returns the rows forgotten.
 
     The stream goes first: an outbox row is what could publish an entry again, so it outlives it."""
-    forgotten, groups = 0, settings.projections or tuple(PROJECTIONS)  # none named: every registered one
+    forgotten, groups = 0, settings.projections or GROUPS  # none named: every registered consumer group
     for partition, key in enumerate(stream_keys(settings.key_prefix, settings.stream_partitions)):
         below = acknowledged_below(client, key, groups)
         if below is None:
@@ -85,7 +86,8 @@ def schedule(scheduler: CronScheduler, settings: Settings) -> None:
     with a long rebuild) expires after a few intervals instead of piling up behind it.
     """
     trim_every = max(1, math.ceil(settings.retention_interval_ms / 1000))
-    for job, every in ((trim_streams, trim_every), (purge_idempotency_keys, PURGE_INTERVAL_S)):
+    jobs = ((fire_payment_deadlines, 1), (trim_streams, trim_every), (purge_idempotency_keys, PURGE_INTERVAL_S))
+    for job, every in jobs:
         scheduler.register(
             job, settings.rq_queue, interval=every, name=job_name(settings, job), ttl=max(10, 5 * every),
             result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S,

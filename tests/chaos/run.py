@@ -1,10 +1,14 @@
-"""Chaos run: steady command load over HTTP while projectors and relays are killed and Redis is
-killed (losing up to a second of writes) and started again, at random intervals. The service runs as
-`make run` runs it (`orderstream run`, two relays and two projectors): supervisord, not this run,
-starts again what it kills.
+"""Chaos run: steady command load over HTTP while projectors, relays and the fulfilment process
+manager are killed and Redis is killed (losing up to a second of writes) and started again, at random
+intervals. The service runs as `make run` runs it (`orderstream run`, two relays and two projectors):
+supervisord, not this run, starts again what it kills. Some orders are of a SKU with little stock
+(their clients wait for the reservation before paying, as a shop would), so reservations and
+rejections race with the faults.
 
-At the end it waits for the projections to settle and checks that every committed event is reflected
-exactly once (the projection equals a rebuild from the log), and that no command got a 5xx.
+At the end it waits for the projections and the process manager to settle and checks that every
+committed event is reflected exactly once (the projection equals a rebuild from the log), that no
+command got a 5xx, and that the stock was never oversold: what each order holds is what its state
+says it should, and no unit was reserved or shipped twice.
 
 Projectors come back under a new consumer name (host and pid, as in production) and the idle claim
 time is the shipped 30 s: a dead projector's entries come back only by being taken over (heartbeats,
@@ -37,15 +41,34 @@ from typing import Any
 
 import redis
 import requests
+from sqlalchemy import text
 
+from app.eventlog import store as eventstore
+from app.eventlog.events import OrderStatus, inventory_stream
 from app.eventlog.streams import stream_keys
 from app.platform import schema
 from app.platform.config import Settings
 from app.processes.embedded import free_port
 from app.processes.supervision import Supervisor, socket_url
-from tests.support import BIN, Env, RedisServer, answers, isolated_env, rebuilt, snapshot, wait_for
+from commands.order import Order
+from commands.stock import load_sku
+from tests.support import (
+    BIN,
+    Env,
+    RedisServer,
+    answers,
+    converged,
+    isolated_env,
+    reacted_to_all,
+    rebuilt,
+    snapshot,
+    wait_for,
+)
 
 ITEM = {"sku": "A", "quantity": 1, "unit_price": "2.50"}
+STOCKED, STOCK_UNITS = "STOCKED-1", 25  # a tracked SKU: fewer units than the orders that want one
+STOCKED_ITEM = {**ITEM, "sku": STOCKED}
+FAULT_KINDS = ("projector killed", "relay killed", "redis killed", "fulfilment killed")
 GROUP = "order_summaries"  # the projectors' group (the default projection)
 TAKEN_OVER = re.compile(r"consumer (\S+) stopped its heartbeat; taking over")  # workers/consumer.py
 
@@ -57,8 +80,12 @@ class Report:
     commands_accepted: int = 0
     commands_refused_4xx: int = 0
     server_errors_5xx: int = 0
+    server_errors: list[str] = field(default_factory=list)  # what each 5xx was, for the report
     faults: Counter[str] = field(default_factory=Counter)
-    events_in_log: int = 0
+    events_in_log: int = 0  # appended by the commands (the process manager's and the stock's apart)
+    process_manager_events: int = 0
+    stock_orders: Counter[str] = field(default_factory=Counter)  # orders of the stocked SKU, by outcome
+    stock_mismatches: int = 0  # orders holding other than their state says, units reserved or shipped twice
     events_lost: int = 0
     duplicates_applied: int = 0
     recoveries: list[Fault] = field(default_factory=list)
@@ -77,7 +104,12 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.events_lost == 0 and self.duplicates_applied == 0 and self.server_errors_5xx == 0
+        return (
+            self.events_lost == 0
+            and self.duplicates_applied == 0
+            and self.server_errors_5xx == 0
+            and self.stock_mismatches == 0
+        )
 
     def __str__(self) -> str:
         faults = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"
@@ -87,8 +119,12 @@ class Report:
                 f"  commands sent {self.commands_sent}, accepted {self.commands_accepted},"
                 f" refused (4xx) {self.commands_refused_4xx}, server errors (5xx) {self.server_errors_5xx}",
                 f"  faults injected: {faults}",
-                f"  events in the log {self.events_in_log}, lost {self.events_lost},"
-                f" applied twice {self.duplicates_applied}",
+                *(f"  5xx: {error}" for error in self.server_errors),
+                f"  events in the log {self.events_in_log} (and {self.process_manager_events} of the process"
+                f" manager), lost {self.events_lost}, applied twice {self.duplicates_applied}",
+                f"  orders of {STOCKED} ({STOCK_UNITS} units): "
+                + (", ".join(f"{k} {n}" for k, n in sorted(self.stock_orders.items())) or "none")
+                + f"; stock mismatches {self.stock_mismatches}",
                 f"  converged {self.converge_seconds:.1f}s after the last fault ({self._described(-1)})",
                 f"  slowest recovery from a fault {self.slowest_recovery_seconds:.1f}s"
                 f" ({self._described(self.recoveries.index(self.slowest) if self.slowest else -1)})",
@@ -166,16 +202,19 @@ class Recoveries:
         for fault in waiting:
             if self.env.scalar(_BEHIND, p=fault.position):
                 return False
+            if fault.kind == "fulfilment killed" and not reacted_to_all(self.env, fault.position):
+                return False
             if fault.left_pending and _pending(self.env, fault.dead_consumer or "") != 0:
                 continue
             fault.recovered = time.monotonic()
         return all(fault.recovered is not None for fault in waiting)
 
 
+ORDER_STREAMS = "stream_id NOT LIKE 'inventory:%'"
 # Some order has an event at or before position :p that its projected row does not reflect yet.
 _BEHIND = (
     "SELECT EXISTS (SELECT 1 FROM (SELECT stream_id, max(version) AS v FROM events WHERE position <= :p"
-    " GROUP BY stream_id) e LEFT JOIN order_summaries s ON s.order_id::text = e.stream_id"
+    f" AND {ORDER_STREAMS} GROUP BY stream_id) e LEFT JOIN order_summaries s ON s.order_id::text = e.stream_id"
     " WHERE coalesce(s.version, 0) < e.v)"
 )
 
@@ -278,17 +317,21 @@ def drive(base: str, token: str, stop: threading.Event, report: Report, lock: th
                 report.commands_refused_4xx += 1
             else:
                 report.server_errors_5xx += 1
+                report.server_errors.append(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response
 
     while not stop.is_set():
+        stocked = rng.random() < 0.3
         created = send("POST", "/orders", {"customer_id": f"chaos-{rng.randint(1, 50)}", "currency": "EUR",
-                                           "items": [ITEM]})  # fmt: skip
+                                           "items": [STOCKED_ITEM if stocked else ITEM]})  # fmt: skip
         if created is None or created.status_code != 201:
             continue
         order = f"/orders/{created.json()['order_id']}"
         extra = rng.randint(0, 3)
         for n in range(extra):
             send("POST", f"{order}/items", {**ITEM, "sku": f"S{n}"})
+        if stocked and _reservation(session, base + order, stop) != "reserved":
+            continue  # rejected (or the run is over): nothing to pay for
         if rng.random() < 0.2:
             send("POST", f"{order}/cancellation", {"reason": "chaos"})
             continue
@@ -297,23 +340,41 @@ def drive(base: str, token: str, stop: threading.Event, report: Report, lock: th
         send("POST", f"{order}/delivery")
 
 
+def _reservation(session: requests.Session, url: str, stop: threading.Event, timeout: float = 30) -> str | None:
+    """The order's fulfilment state once the process manager has decided (reserved or rejected), as a
+    shop's client waits for it before taking the payment; None if the run stops first."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException, ValueError, KeyError):
+            state = str(session.get(url, timeout=10).json()["fulfilment"]["state"])
+            if state != "reserving":
+                return state
+        stop.wait(0.05)
+    return None
+
+
 def inject(cluster: Cluster, redis_server: RedisServer, stop: threading.Event, report: Report, rng: random.Random,
            recoveries: Recoveries) -> None:  # fmt: skip
-    """Kill projectors and relays (supervisord restarts them), kill and start Redis, at random intervals."""
+    """Kill projectors, relays and the process manager (supervisord restarts them), kill and start
+    Redis, at random intervals."""
+    kinds: list[str] = []
     while not stop.wait(rng.uniform(1.0, 4.0)):
-        kind = rng.choice(["projector killed", "relay killed", "redis killed"])
+        kinds = kinds or rng.sample(FAULT_KINDS, len(FAULT_KINDS))  # each kind once per round, in random order
+        kind = kinds.pop()
         began, dead, left_pending = time.monotonic(), None, 0
         if kind == "redis killed":
             redis_server.kill()
             stop.wait(rng.uniform(0.5, 3.0))
             redis_server.start()
         else:
-            name = f"{kind.split()[0]}.{rng.randint(1, 2)}"
+            name = f"{kind.split()[0]}.{rng.randint(1, 2) if kind != 'fulfilment killed' else 1}"
             if kind == "projector killed":  # mid-batch if possible: the case a takeover is for
                 pid, left_pending = cluster.kill_mid_batch(name)
                 dead = cluster.consumer(pid)
             else:
                 pid = cluster.kill(name)
+                if kind == "fulfilment killed":  # its restarted self takes its entries over
+                    dead = cluster.consumer(pid)
             cluster.restarted(name, pid)  # supervisord starts it again: the fault is over when it runs
         report.faults[kind] += 1
         recoveries.record(kind, began, dead, left_pending)
@@ -341,11 +402,16 @@ def _consumers(env: Env) -> set[str]:
 
 def check(env: Env, report: Report) -> None:
     """Compare the projection with the log: missing versions are lost events, extra rows duplicates."""
-    report.events_in_log = int(env.scalar("SELECT count(*) FROM events"))
+    report.events_in_log = int(
+        env.scalar(f"SELECT count(*) FROM events WHERE {ORDER_STREAMS} AND metadata->>'actor' <> 'fulfilment'")
+    )
+    report.process_manager_events = int(
+        env.scalar("SELECT count(*) FROM events WHERE metadata->>'actor' = 'fulfilment'")
+    )
     report.events_lost = int(
         env.scalar(
             "SELECT coalesce(sum(e.v - coalesce(s.version, 0)), 0) FROM"
-            " (SELECT stream_id, max(version) AS v FROM events GROUP BY stream_id) e"
+            f" (SELECT stream_id, max(version) AS v FROM events WHERE {ORDER_STREAMS} GROUP BY stream_id) e"
             " LEFT JOIN order_summaries s ON s.order_id::text = e.stream_id"
         )
     )
@@ -353,6 +419,32 @@ def check(env: Env, report: Report) -> None:
     report.duplicates_applied = sum(  # rows the live projection has beyond the rebuild's (a multiset difference)
         sum((_rows(live[table]) - _rows(rebuild[table])).values()) for table in ("order_summaries", "order_items")
     )
+
+
+def check_stock(env: Env, report: Report) -> None:
+    """What each order of the stocked SKU holds is what its state says; nothing was reserved, released
+    or shipped twice; the stock never went below what it holds. Folded from the log itself."""
+    with env.engine.connect() as conn:
+        stock = load_sku(conn, STOCKED)
+        history = eventstore.load(conn, inventory_stream(STOCKED))
+        ids = [r[0] for r in conn.execute(text(
+            "SELECT DISTINCT stream_id FROM events WHERE type = 'OrderCreated' AND payload->'lines'->0->>'sku' = :s"
+        ), {"s": STOCKED})]  # fmt: skip
+        orders = [Order.fold(i, (e.domain_event() for e in eventstore.load(conn, i))) for i in ids]
+    moves = Counter((e.type, e.payload.get("order_id")) for e in history if e.type != "StockReceived")
+    report.stock_mismatches = sum(n - 1 for n in moves.values()) + (stock.on_hand < stock.reserved)
+    shipped = {order_id for kind, order_id in moves if kind == "UnitsShipped"}
+    for order in orders:
+        holds = order.status in (OrderStatus.PENDING, OrderStatus.PAID) and order.reserved is not None
+        outcome = order.status.value if order.status is not OrderStatus.PENDING or holds else "waiting"
+        report.stock_orders[outcome] += 1
+        if stock.reservations.get(order.id, 0) != (1 if holds else 0):
+            report.stock_mismatches += 1
+        was_shipped = order.status in (OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+        if was_shipped != (order.id in shipped):
+            report.stock_mismatches += 1
+    if stock.on_hand != STOCK_UNITS - len(shipped):
+        report.stock_mismatches += 1
 
 
 def _rows(rows: list[dict[str, Any]]) -> Counter[tuple[tuple[str, Any], ...]]:
@@ -388,8 +480,12 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
     cluster.start_all()
     base_url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(f"{base_url}/healthz"), timeout=90, interval=0.2, what="orderstream run to serve")
-    stop, lock, recoveries = threading.Event(), threading.Lock(), Recoveries(env)
     token = env.settings.admin_token or ""
+    receipt = {"quantity": STOCK_UNITS, "reference": "chaos"}
+    received = requests.post(f"{base_url}/inventory/{STOCKED}/receipts", json=receipt,
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
+    assert received.status_code == 201, received.text
+    stop, lock, recoveries = threading.Event(), threading.Lock(), Recoveries(env)
     threads = [threading.Thread(target=drive, args=(base_url, token, stop, report, lock)) for _ in range(clients)]
     threads.append(threading.Thread(target=inject, args=(cluster, redis_server, stop, report, rng, recoveries)))
     watching = threading.Event()
@@ -408,6 +504,7 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
         report.recoveries = recoveries.faults
         wait_for(lambda: _settled(env), timeout=120, interval=0.2, what="the projections to settle")
         check(env, report)
+        check_stock(env, report)
         # The dead names leave the group (taken over, then removed) within seconds of their death.
         with contextlib.suppress(AssertionError):
             wait_for(lambda: _consumers(env) <= cluster.live_consumers(), timeout=15, interval=0.2)
@@ -420,8 +517,8 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
 
 
 def _settled(env: Env) -> bool:
-    events = env.scalar("SELECT count(*) FROM events")
-    return bool(env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events)
+    """The projection reflects every order event, and the process manager has reacted to each."""
+    return converged(env) and reacted_to_all(env)
 
 
 def main() -> None:

@@ -28,7 +28,14 @@ from tests.support.processes import (
     web_server,
     workers,
 )
-from tests.support.projections import assert_exactly_once, converged, rebuilt, rebuilt_rows, snapshot
+from tests.support.projections import (
+    assert_exactly_once,
+    converged,
+    reacted_to_all,
+    rebuilt,
+    rebuilt_rows,
+    snapshot,
+)
 from tests.support.routes import VALID_BODIES, Route, our_routes, routes
 from tests.support.streams import (
     GROUP,
@@ -74,6 +81,7 @@ __all__ = [
     "pending",
     "pending_ids",
     "place",
+    "reacted_to_all",
     "read_as",
     "rebuilt",
     "rebuilt_rows",

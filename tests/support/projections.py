@@ -57,6 +57,17 @@ def converged(env: Env) -> bool:
     return bool(env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events)
 
 
+def reacted_to_all(env: Env, position: int = 2**62) -> bool:
+    """The fulfilment process manager has reacted to every order event at or before `position` (its
+    row names the order's newest version)."""
+    return not env.scalar(
+        "SELECT EXISTS (SELECT 1 FROM (SELECT stream_id, max(version) AS v FROM events WHERE position <= :p"
+        " AND stream_id NOT LIKE 'inventory:%' GROUP BY stream_id) e"
+        " LEFT JOIN fulfilment f ON f.order_id::text = e.stream_id WHERE coalesce(f.order_version, 0) < e.v)",
+        p=position,
+    )
+
+
 def assert_exactly_once(env: Env) -> None:
     """Once the projection has caught up with the log, it equals a rebuild: nothing lost, nothing twice."""
     wait_for(lambda: converged(env), timeout=30, what="the projection to reflect every event")

@@ -19,9 +19,13 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderRejected,
     OrderStatus,
     PaymentProcessed,
     ProductShipped,
+    ReservedLine,
+    ShortLine,
+    StockReserved,
 )
 from app.eventlog.money import InvalidAmount, check_decimal_string, format_amount, minor_units, parse_amount
 from commands.errors import InvalidTransition, ItemNotFound, LimitExceeded
@@ -29,14 +33,17 @@ from commands.handlers import (
     AddItem,
     CancelOrder,
     DeliverOrder,
+    ExpireOrder,
     NewLine,
     OrderCommand,
     PayOrder,
+    RecordReservation,
+    RejectOrder,
     RemoveItem,
     ShipOrder,
     decide,
 )
-from commands.order import MAX_LINES, Order
+from commands.order import MAX_LINES, PAYMENT_TIMEOUT, Order
 
 ID = "order-1"
 CREATED = OrderCreated(ID, "c-1", "EUR", (Line("A", 2, Decimal("9.99")),))
@@ -128,6 +135,8 @@ def test_cannot_cancel_after_shipping_or_twice(history: tuple[object, ...]) -> N
 # --- commands, as the handlers decide them: given events, when command, then events ----------------------------
 
 
+HELD = (ReservedLine("A", 2),)
+SHORT = (ShortLine("A", 2, 1),)
 DECISIONS: list[tuple[tuple[Event, ...], OrderCommand, list[Event]]] = [
     ((CREATED,), AddItem(ID, NewLine("B", 2, "1.50")), [ItemAdded(ID, "B", 2, Decimal("1.50"))]),
     ((CREATED,), RemoveItem(ID, "A"), [ItemRemoved(ID, "A")]),
@@ -135,6 +144,9 @@ DECISIONS: list[tuple[tuple[Event, ...], OrderCommand, list[Event]]] = [
     ((CREATED, PAID), ShipOrder(ID, "DHL", "T-1"), [SHIPPED]),
     ((CREATED, PAID, SHIPPED), DeliverOrder(ID), [OrderDelivered(ID)]),
     ((CREATED, PAID), CancelOrder(ID, "late"), [OrderCancelled(ID, "late", Decimal("19.98"))]),
+    ((CREATED,), RecordReservation(ID, HELD), [StockReserved(ID, HELD)]),
+    ((CREATED, PAID), RejectOrder(ID, SHORT), [OrderRejected(ID, "insufficient stock", SHORT, Decimal("19.98"))]),
+    ((CREATED,), ExpireOrder(ID), [OrderCancelled(ID, PAYMENT_TIMEOUT, None)]),
 ]
 
 
@@ -159,7 +171,48 @@ def test_a_command_the_state_refuses_raises_and_decides_nothing() -> None:
 def test_the_status_an_order_reaches_is_the_published_value() -> None:
     statuses = [given(*CREATED_PAID_SHIPPED[:n]).status for n in range(1, 4)]
     assert statuses == [OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.SHIPPED]
-    assert [s.value for s in OrderStatus] == ["pending", "paid", "shipped", "delivered", "cancelled"]
+    assert [s.value for s in OrderStatus] == ["pending", "paid", "shipped", "delivered", "cancelled", "rejected"]
+
+
+# --- the fulfilment process manager's decisions ----------------------------------------------------------------
+
+
+def test_a_reservation_is_recorded_once_and_again_only_when_it_changed() -> None:
+    assert given(CREATED).record_reservation(HELD) == [StockReserved(ID, HELD)]
+    assert given(CREATED, StockReserved(ID, HELD)).record_reservation(HELD) == []  # a redelivery records nothing
+    more = (ReservedLine("A", 2), ReservedLine("B", 3))
+    assert given(CREATED, StockReserved(ID, HELD)).record_reservation(more) == [StockReserved(ID, more)]
+    assert given(CREATED).reserved is None and given(CREATED, StockReserved(ID, HELD)).reserved == HELD
+
+
+def test_an_unpaid_rejected_order_has_no_refund_and_a_paid_one_is_refunded() -> None:
+    assert given(CREATED).reject(SHORT) == [OrderRejected(ID, "insufficient stock", SHORT, None)]
+    assert given(CREATED, PAID).reject(SHORT)[0].refund_amount == Decimal("19.98")  # compensation
+
+
+@pytest.mark.parametrize("history", [(CREATED, PAID, SHIPPED), (CREATED, OrderCancelled(ID, "x", None))])
+def test_a_closed_or_shipped_order_is_neither_reserved_nor_rejected(history: tuple[Event, ...]) -> None:
+    with pytest.raises(InvalidTransition):
+        given(*history).record_reservation(HELD)
+    with pytest.raises(InvalidTransition):
+        given(*history).reject(SHORT)
+
+
+def test_a_rejected_order_takes_no_more_commands() -> None:
+    rejected = given(CREATED, OrderRejected(ID, "insufficient stock", SHORT, None))
+    assert rejected.status is OrderStatus.REJECTED
+    for attempt in (lambda: rejected.pay(Decimal("19.98"), "p"), lambda: rejected.cancel("x"), rejected.expire):
+        with pytest.raises(InvalidTransition):
+            attempt()
+
+
+@pytest.mark.parametrize(
+    "history", [(CREATED, PAID), (CREATED, OrderCancelled(ID, "x", None)), (CREATED, PAID, SHIPPED)]
+)
+def test_the_payment_deadline_cancels_only_an_unpaid_order(history: tuple[Event, ...]) -> None:
+    assert given(CREATED).expire() == [OrderCancelled(ID, "payment timeout", None)]
+    with pytest.raises(InvalidTransition, match="cannot expire"):
+        given(*history).expire()
 
 
 @pytest.mark.parametrize(

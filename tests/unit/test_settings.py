@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.platform.config import Settings
-from queries.projections import PROJECTIONS
+from workers.consumers import GROUPS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 URLS = {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x"}
@@ -29,8 +29,8 @@ def test_every_setting_is_in_the_readme_with_its_default() -> None:
         assert variable in table, f"{variable} ({f.name}) is missing from README's configuration table"
         if isinstance(f.default, int | str) and not isinstance(f.default, bool) and f.metadata["unset"] is None:
             assert table[variable] == f"`{f.default}`", variable
-    # An empty projections setting means every registered projection: the README shows that list.
-    assert table["ORDERSTREAM_PROJECTIONS"] == f"`{','.join(PROJECTIONS)}`"
+    # An empty projections setting means every registered consumer group: the README shows that list.
+    assert table["ORDERSTREAM_PROJECTIONS"] == f"`{','.join(GROUPS)}`"
 
 
 def test_the_defaults_are_those_of_an_empty_environment() -> None:

@@ -233,3 +233,13 @@ def projector(projection: str, name: str | None) -> None:
     from workers.main import run_projector
 
     run_projector(Settings.from_env(), projection, name)
+
+
+@main.command()
+@click.option("--name", default=None, help="consumer name (default: host-pid)")
+def fulfilment(name: str | None) -> None:
+    """Run one fulfilment process manager (a consumer of its own group: several share the work)."""
+    from workers.fulfilment.process import GROUP
+    from workers.main import run_projector
+
+    run_projector(Settings.from_env(), GROUP, name)

@@ -39,10 +39,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     from commands.schemas import SKU_PATTERN, SkuConverter
     from commands.stock_views import blp as stock_commands_blp
     from commands.views import blp as commands_blp
-    from queries.projections import PROJECTIONS
     from queries.stats_views import blp as stats_blp
     from queries.stock_views import blp as stock_queries_blp
     from queries.views import blp as queries_blp
+    from workers.consumers import GROUPS
     from workers.gauges import StreamGauges
 
     blueprints = (
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # it is authenticated, and nothing reads its body before the input guard.
     # Lag and backlog are read from Redis and PostgreSQL at each scrape, whichever worker is dead.
     collectors = [ProcessRecords(), StreamGauges(settings, engine, streams)]
-    install_metrics(app, event_types=sorted(EVENT_TYPES), projections=sorted(PROJECTIONS), collectors=collectors)
+    install_metrics(app, event_types=sorted(EVENT_TYPES), projections=sorted(GROUPS), collectors=collectors)
     install_request_ids(app)
     install_browser_rules(app)
     install_auth(app, settings)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from app.eventlog.codec import UPCASTERS
-from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, Line
+from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS
 
 
 def catalogue() -> dict[str, Any]:
@@ -33,8 +33,10 @@ def _fields_with_hints(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any
 
 
 def _describe(hint: Any) -> str:
-    if hint == tuple[Line, ...]:
-        return "array of {sku: string, quantity: integer, unit_price: decimal string}"
+    if get_origin(hint) is tuple:  # lines: tuple[SomeLine, ...]
+        item = get_args(hint)[0]
+        described = (f"{name}: {_describe(field)}" for name, field in get_type_hints(item).items())
+        return "array of {" + ", ".join(described) + "}"
     if hint in (Decimal, Decimal | None):
         return "decimal string" + (" or null" if hint != Decimal else "")
     return {str: "string", int: "integer"}.get(hint, str(hint))

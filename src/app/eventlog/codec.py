@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, DomainEvent, Line
+from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, DomainEvent
 
 T = TypeVar("T")
 
@@ -78,7 +78,14 @@ def _conversion(hint: Any) -> Conversion:
         return None
     if hint in (Decimal, Decimal | None):
         return _decimal
-    return lambda value: _from_json(hint, value)
+    if get_origin(hint) is tuple:  # lines: tuple[SomeLine, ...], each an object of its fields
+        item = get_args(hint)[0]
+        fields = _conversions(item)
+        return lambda value: tuple(
+            frozen(item, {name: v[name] if convert is None else convert(v[name]) for name, convert in fields})
+            for v in value
+        )
+    return None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -92,14 +99,4 @@ def _to_json(value: Any) -> Any:
         return [_to_json(item) for item in value]
     if dataclasses.is_dataclass(value):
         return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
-
-
-def _from_json(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    if hint in (Decimal, Decimal | None):
-        return Decimal(value)
-    if hint == tuple[Line, ...]:
-        return tuple(Line(sku=v["sku"], quantity=v["quantity"], unit_price=Decimal(v["unit_price"])) for v in value)
     return value

@@ -16,15 +16,17 @@ from typing import Union, get_args
 
 
 class OrderStatus(Enum):
-    """Where an order stands: pending -> paid -> shipped -> delivered, or cancelled from pending or
-    paid. Published with the events: the aggregate's rules and the status a projection shows both
-    read these values, so they are written here once."""
+    """Where an order stands: pending -> paid -> shipped -> delivered, or cancelled (by its customer
+    or by the payment deadline) or rejected (its stock was short) from pending or paid. Published with
+    the events: the aggregate's rules and the status a projection shows both read these values, so
+    they are written here once."""
 
     PENDING = "pending"
     PAID = "paid"
     SHIPPED = "shipped"
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,48 @@ class OrderCancelled:
     refund_amount: Decimal | None
 
 
-Event = Union[OrderCreated, ItemAdded, ItemRemoved, PaymentProcessed, ProductShipped, OrderDelivered, OrderCancelled]
+@dataclass(frozen=True)
+class ReservedLine:
+    """Units of one tracked SKU held in stock for an order."""
+
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class StockReserved:
+    """Every tracked line of the order is held in stock (recorded by the fulfilment process manager
+    after the reservations; `lines` is empty when the order holds only untracked SKUs, and a later
+    StockReserved replaces the earlier one when the order's items changed)."""
+
+    order_id: str
+    lines: tuple[ReservedLine, ...]
+
+
+@dataclass(frozen=True)
+class ShortLine:
+    """A SKU of an order that stock could not cover: units asked for, units available."""
+
+    sku: str
+    requested: int
+    available: int
+
+
+@dataclass(frozen=True)
+class OrderRejected:
+    """The order could not be fulfilled (its stock was short) and is closed; refund_amount is set
+    when it had been paid (the compensation: never paid without stock)."""
+
+    order_id: str
+    reason: str
+    short: tuple[ShortLine, ...]
+    refund_amount: Decimal | None
+
+
+Event = Union[
+    OrderCreated, ItemAdded, ItemRemoved, PaymentProcessed, ProductShipped, OrderDelivered, OrderCancelled,
+    StockReserved, OrderRejected,
+]  # fmt: skip
 
 
 # Inventory: the second bounded context. A SKU's stream is `inventory:<SKU>` (inventory_stream);

@@ -33,6 +33,13 @@ class Projection:
     tables: tuple[str, ...]
     apply: Apply
     pipelined: bool = False
+    # At most this many events per transaction (None: the consumer's batch size). A consumer whose
+    # transaction appends to streams that clients write too keeps it short: a client's command on
+    # the same order waits for it to commit.
+    max_batch: int | None = None
+
+    def batch_size(self, default: int) -> int:
+        return default if self.max_batch is None else min(default, self.max_batch)
 
     @property
     def lock_key(self) -> int:

@@ -108,8 +108,8 @@ class Settings:
     max_deliveries: int = setting("ORDERSTREAM_MAX_DELIVERIES", 5, int)
     retention_interval_ms: int = setting("ORDERSTREAM_RETENTION_INTERVAL_MS", 2_000, int)
     rq_queue: str = setting("ORDERSTREAM_RQ_QUEUE", "orderstream", str)
-    # The groups trimming waits for. Empty: every registered projection (queries.projections, which
-    # this kernel module may not import; the relay, which may, resolves it).
+    # The groups trimming waits for. Empty: every registered consumer group (workers.consumers, which
+    # this kernel module may not import; the upkeep job, which may, resolves it).
     projections: tuple[str, ...] = setting("ORDERSTREAM_PROJECTIONS", (), _names)
     streams_redis_url: str | None = setting("ORDERSTREAM_STREAMS_REDIS_URL", None, _optional)  # else REDIS_URL
     streams_cluster: bool = setting("ORDERSTREAM_STREAMS_CLUSTER", False, _flag)  # ...and is it a Redis Cluster
@@ -129,6 +129,8 @@ class Settings:
     body_timeout_ms: int = setting("ORDERSTREAM_BODY_TIMEOUT_MS", 10_000, int)  # a request body must arrive within this
     # a SKU's state is snapshotted each time its stream crosses a multiple of this many events
     snapshot_every: int = setting("ORDERSTREAM_SNAPSHOT_EVERY", 100, int)
+    # an order not paid this long after it was placed is cancelled by the fulfilment process manager
+    payment_timeout_s: float = setting("ORDERSTREAM_PAYMENT_TIMEOUT_S", 900.0, float)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:

@@ -124,6 +124,16 @@ def install_unavailable(app: Flask) -> None:
     for error in (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, psycopg.OperationalError):
         app.register_error_handler(error, _unavailable)
 
+    def _busy(exc: Exception) -> Response:
+        log.warning("no database connection free in time: %s", exc)
+        return problem(
+            503,
+            "the database is busy (no connection free in time); nothing was changed, retry shortly",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    app.register_error_handler(sqlalchemy.exc.TimeoutError, _busy)  # the pool was exhausted
+
     def _redis_unavailable(exc: Exception) -> Response:
         log.warning("redis unavailable: %s", exc)
         return problem(503, "Redis is unavailable; retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})

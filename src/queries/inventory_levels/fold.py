@@ -20,10 +20,12 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderRejected,
     PaymentProcessed,
     ProductShipped,
     StockAdjusted,
     StockReceived,
+    StockReserved,
     UnitsReleased,
     UnitsReserved,
     UnitsShipped,
@@ -78,7 +80,7 @@ def fold(level: LevelRow, recorded: RecordedEvent, event: DomainEvent) -> None:
             level.move(recorded, on_hand=-quantity, reserved=-quantity)
         case (
             OrderCreated() | ItemAdded() | ItemRemoved() | PaymentProcessed() | ProductShipped()
-            | OrderDelivered() | OrderCancelled()
+            | OrderDelivered() | OrderCancelled() | StockReserved() | OrderRejected()
         ):  # fmt: skip
             pass  # orders are another bounded context
         case _:

@@ -21,11 +21,13 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderRejected,
     OrderStatus,
     PaymentProcessed,
     ProductShipped,
     StockAdjusted,
     StockReceived,
+    StockReserved,
     UnitsReleased,
     UnitsReserved,
     UnitsShipped,
@@ -101,6 +103,15 @@ def fold(order: OrderRows, recorded: RecordedEvent, event: DomainEvent) -> None:
             refunded = refund or Decimal(0)
             order.touch(
                 recorded, status=OrderStatus.CANCELLED.value, cancellation_reason=reason, refunded_amount=refunded
+            )
+        case StockReserved():
+            order.touch(recorded)  # what is held shows in the `fulfilment` field (the process manager's state)
+        case OrderRejected(reason=reason, refund_amount=refund):
+            order.touch(
+                recorded,
+                status=OrderStatus.REJECTED.value,
+                cancellation_reason=reason,
+                refunded_amount=refund or Decimal(0),
             )
         case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
             pass  # stock is another bounded context (its streams never reach here: see apply)

@@ -24,10 +24,12 @@ from app.eventlog.events import (
     OrderCancelled,
     OrderCreated,
     OrderDelivered,
+    OrderRejected,
     PaymentProcessed,
     ProductShipped,
     StockAdjusted,
     StockReceived,
+    StockReserved,
     UnitsReleased,
     UnitsReserved,
     UnitsShipped,
@@ -96,11 +98,14 @@ def fold(orders: dict[str, OrderSales], recorded: RecordedEvent, event: DomainEv
             order = orders.setdefault(order_id, OrderSales())
             order.paid_orders += 1
             order.revenue[day] = order.revenue.get(day, Decimal(0)) + amount
-        case OrderCancelled(order_id=order_id, refund_amount=refund):
-            if refund is not None:  # a pending order's cancellation: no sale to take back
+        case (
+            OrderCancelled(order_id=order_id, refund_amount=refund)
+            | OrderRejected(order_id=order_id, refund_amount=refund)
+        ):
+            if refund is not None:  # a pending order closed: no sale to take back
                 order = orders.setdefault(order_id, OrderSales())
                 order.refunds[day] = order.refunds.get(day, Decimal(0)) + refund
-        case ItemAdded() | ItemRemoved() | ProductShipped() | OrderDelivered():
+        case ItemAdded() | ItemRemoved() | ProductShipped() | OrderDelivered() | StockReserved():
             pass  # sales count orders, payments and refunds only
         case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
             pass  # stock is another bounded context

@@ -82,6 +82,7 @@ class Overview(MethodView):
     @operation("admin_page")
     def get(self) -> Any:
         """The same at a glance, as a page for people"""
+        from app.endpoints.admin.fulfilment import summary
         from app.endpoints.admin.processes import process_states
         from app.endpoints.admin.projections import projection_states
 
@@ -91,5 +92,6 @@ class Overview(MethodView):
             relay=relay_status(),
             streams=streams_status(),
             projections=projection_states(),
+            fulfilment=summary(),
         )
         return Response(page, mimetype="text/html")
