@@ -225,11 +225,58 @@ def test_an_order_shipped_before_its_reservation_takes_its_units_once_or_is_flag
     short = ship_unseen(env, (sku, 5), "12.50")
     execute(env, f"DELETE FROM projection_checkpoints WHERE projection = '{GROUP}'")
     run_pm(env)  # a replay: shipped once, not twice
-    assert stock_of(env, sku) == (1, 0, {})
+    assert stock_of(env, sku) == (0, 0, {})  # 2 for the first, the 1 left for the second: as far as it goes
     rows = {o: fulfilment_row(env, o) for o in (early, short)}
     assert {o: (r["state"], r["short"]) for o, r in rows.items() if r} == {
         early: ("shipped", None), short: ("shipped", [{"sku": sku, "requested": 5, "available": 1}]),
     }  # fmt: skip
+    ships = Counter(e.payload["order_id"] for e in all_events(env) if e.type == "UnitsShipped")
+    assert ships == {early: 1, short: 1}
+
+
+def test_a_line_lowered_before_the_process_manager_met_it_gives_the_rest_back(fresh_env: Env) -> None:
+    env = fresh_env
+    sku = new_sku()
+    receive(env, sku, 10)
+    order_id = place(env, (sku, 5))
+    run_pm(env)
+    command(env, RemoveItem(order_id, sku))  # both before it reacts: it sees 2 where it held 5
+    command(env, AddItem(order_id, NewLine(sku, 2, "2.50")))
+    run_pm(env)
+    assert stock_of(env, sku) == (10, 2, {order_id: 2})
+    command(env, PayOrder(order_id, "5.00", "psp"))
+    command(env, ShipOrder(order_id, "DHL", "T"))
+    run_pm(env)
+    assert stock_of(env, sku) == (8, 0, {})  # 2 left the stock, not 5
+
+
+def test_an_order_shipped_after_a_change_it_had_not_met_ships_its_current_lines(fresh_env: Env) -> None:
+    env = fresh_env
+    a, b = new_sku(), new_sku()
+    receive(env, a, 10)
+    receive(env, b, 10)
+    order_id = place(env, (a, 5))
+    run_pm(env)
+    command(env, AddItem(order_id, NewLine(b, 3, "2.50")))  # added, paid and shipped while it was behind
+    command(env, PayOrder(order_id, "20.00", "psp"))
+    command(env, ShipOrder(order_id, "DHL", "T"))
+    run_pm(env)
+    assert (stock_of(env, a), stock_of(env, b)) == ((5, 0, {}), (7, 0, {}))
+
+
+def test_a_sku_tracked_after_an_order_was_reserved_stays_unlimited_for_that_order(fresh_env: Env) -> None:
+    env = fresh_env
+    later, other = new_sku(), new_sku()
+    order_id = place(env, (later, 4))
+    run_pm(env)  # untracked: nothing held, StockReserved with no lines
+    receive(env, later, 1)  # now tracked, with fewer units than the order has
+    command(env, AddItem(order_id, NewLine(other, 1, "2.50")))
+    run_pm(env)
+    assert order_of(env, order_id).status is OrderStatus.PENDING  # not rejected for what was sold as unlimited
+    assert stock_of(env, later) == (1, 0, {})
+    command(env, AddItem(order_id, NewLine(later, 1, "2.50")))  # its line changed: now it is held, as tracked
+    run_pm(env)
+    assert order_of(env, order_id).status is OrderStatus.REJECTED
 
 
 def test_a_redelivered_or_replayed_event_reserves_releases_and_records_once(fresh_env: Env) -> None:

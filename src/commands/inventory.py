@@ -83,12 +83,14 @@ class Sku:
         return [StockAdjusted(self.sku, quantity, reason)]
 
     def reserve(self, order_id: str, quantity: int) -> list[DomainEvent]:
-        """Hold `quantity` units for an order in all: reserve what it does not hold yet. A no-op when
-        the SKU is untracked (unlimited) or the order already holds as many (a redelivered event
-        reserves once); an order that holds more keeps them (releasing is `release`'s)."""
+        """Make an order hold exactly `quantity` units: reserve what it lacks, or give back what it
+        holds beyond that (its line was lowered). A no-op when the SKU is untracked (unlimited) or
+        the order holds as many already (a redelivered event reserves once)."""
         held = self.reservations.get(order_id, 0)
-        if not self.tracked or quantity <= held:
+        if not self.tracked or quantity == held:
             return []
+        if quantity < held:
+            return [UnitsReleased(self.sku, order_id, held - quantity)]
         if quantity - held > self.available:
             raise InsufficientStock.of({self.sku: (quantity, self.available + held)})
         return [UnitsReserved(self.sku, order_id, quantity - held)]
@@ -117,8 +119,12 @@ class Sku:
                 self.on_hand += event.quantity
             case UnitsReserved():  # an order's later reservation of a SKU adds to its earlier one
                 self.reservations[event.order_id] = self.reservations.get(event.order_id, 0) + event.quantity
-            case UnitsReleased():
-                self.reservations.pop(event.order_id, None)
+            case UnitsReleased():  # all it held, or part of it (its line was lowered)
+                left = self.reservations.get(event.order_id, 0) - event.quantity
+                if left > 0:
+                    self.reservations[event.order_id] = left
+                else:
+                    self.reservations.pop(event.order_id, None)
             case UnitsShipped():
                 self.reservations.pop(event.order_id, None)
                 self.on_hand -= event.quantity

@@ -51,6 +51,9 @@ class Order:
     lines: dict[str, Line] = field(default_factory=dict)
     paid_amount: Decimal = Decimal(0)
     reserved: tuple[ReservedLine, ...] | None = None  # the stock held for it (None: none recorded yet)
+    # units of each SKU on the order when its reservation was last recorded: a line unchanged since
+    # then and not among `reserved` was of an untracked SKU, and stays unlimited for this order
+    lines_when_reserved: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> Decimal:
@@ -110,6 +113,17 @@ class Order:
             raise InvalidTransition(f"cannot cancel an order that is {self.status.value}")
         refund = self.paid_amount if self.status is OrderStatus.PAID else None
         return [OrderCancelled(self.id, reason, refund)]
+
+    def stock_wanted(self) -> dict[str, int]:
+        """The units of each SKU the order should hold: every line, but those whose SKU was
+        untracked when its reservation was recorded and that have not changed since (a SKU tracked
+        later does not take back what was sold as unlimited)."""
+        held = {line.sku for line in self.reserved or ()}
+        return {
+            sku: line.quantity
+            for sku, line in self.lines.items()
+            if self.reserved is None or sku in held or self.lines_when_reserved.get(sku) != line.quantity
+        }
 
     # decisions of the fulfilment process manager (workers/fulfilment), through the same handlers
 
@@ -179,6 +193,7 @@ class Order:
                 self.status = OrderStatus.CANCELLED
             case StockReserved():
                 self.reserved = event.lines
+                self.lines_when_reserved = {sku: line.quantity for sku, line in self.lines.items()}
             case OrderRejected():
                 self.status = OrderStatus.REJECTED
             case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():

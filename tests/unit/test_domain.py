@@ -185,6 +185,15 @@ def test_a_reservation_is_recorded_once_and_again_only_when_it_changed() -> None
     assert given(CREATED).reserved is None and given(CREATED, StockReserved(ID, HELD)).reserved == HELD
 
 
+def test_the_stock_an_order_wants_leaves_out_lines_of_skus_untracked_when_it_was_reserved() -> None:
+    assert given(CREATED).stock_wanted() == {"A": 2}  # nothing recorded yet: every line
+    reserved_none = given(CREATED, StockReserved(ID, ()), ItemAdded(ID, "B", 1, Decimal("1.00")))
+    assert reserved_none.stock_wanted() == {"B": 1}  # A was unlimited for it; B is new
+    changed = given(CREATED, StockReserved(ID, ()), ItemAdded(ID, "A", 1, Decimal("9.99")))
+    assert changed.stock_wanted() == {"A": 3}  # its line changed: held as the SKU is now
+    assert given(CREATED, StockReserved(ID, HELD)).stock_wanted() == {"A": 2}  # held: still wanted
+
+
 def test_an_unpaid_rejected_order_has_no_refund_and_a_paid_one_is_refunded() -> None:
     assert given(CREATED).reject(SHORT) == [OrderRejected(ID, "insufficient stock", SHORT, None)]
     assert given(CREATED, PAID).reject(SHORT)[0].refund_amount == Decimal("19.98")  # compensation

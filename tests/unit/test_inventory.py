@@ -47,7 +47,9 @@ def test_reserving_sets_units_aside_and_is_idempotent_per_order() -> None:
     then = stock(RECEIVED, UnitsReserved("A", "o-1", 3))
     assert (then.on_hand, then.reserved, then.available) == (10, 3, 7)
     assert then.reserve("o-1", 3) == []  # a redelivered reservation reserves once
-    assert then.reserve("o-1", 2) == []  # it holds more than that: releasing is release's
+    assert then.reserve("o-1", 2) == [UnitsReleased("A", "o-1", 1)]  # its line was lowered: the rest goes back
+    lowered = stock(RECEIVED, UnitsReserved("A", "o-1", 3), UnitsReleased("A", "o-1", 1))
+    assert (lowered.reserved, lowered.reservations) == (2, {"o-1": 2})
     assert then.reserve("o-1", 5) == [UnitsReserved("A", "o-1", 2)]  # more units on the order: the difference
     topped = stock(RECEIVED, UnitsReserved("A", "o-1", 3), UnitsReserved("A", "o-1", 2))
     assert (topped.reserved, topped.available, topped.reservations) == (5, 5, {"o-1": 5})

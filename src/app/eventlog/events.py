@@ -178,7 +178,8 @@ class UnitsReserved:
 
 @dataclass(frozen=True)
 class UnitsReleased:
-    """An order's reservation was given back (available rises by what it had reserved)."""
+    """Units an order held were given back: all of them, or those beyond its lowered line (available
+    rises by `quantity`)."""
 
     sku: str
     order_id: str

@@ -24,8 +24,10 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from sqlalchemy import Connection
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from app.eventlog import store as eventstore
 from app.eventlog.envelope import RecordedEvent
@@ -34,8 +36,8 @@ from app.eventlog.projection import Projection
 from app.eventlog.store import ConcurrencyError
 from app.platform.config import Settings
 from commands import stock
-from commands.errors import InsufficientStock, InvalidTransition
-from commands.handlers import RecordReservation, RejectOrder, handle
+from commands.errors import InsufficientStock, InvalidTransition, VersionMismatch
+from commands.handlers import OrderCommand, RecordReservation, RejectOrder, handle
 from commands.order import Order
 from workers.fulfilment import state
 from workers.fulfilment.state import Fulfilment
@@ -74,76 +76,109 @@ def command_metadata(cause: RecordedEvent | None) -> dict[str, Any]:
     }
 
 
-@retry(
-    # another writer appended first, or committed between our reads (the order refuses a decision
-    # taken on what it was a moment ago): decided again on the state it left
-    retry=retry_if_exception_type((ConcurrencyError, InvalidTransition)),
-    wait=wait_random(0, 0.02),
-    stop=stop_after_attempt(20),
-    reraise=True,
-)
+def _retryable(exc: BaseException) -> bool:
+    """Another writer appended first or committed between our reads (the order refuses a decision
+    taken on what it was a moment ago), or two reactions waited on each other (PostgreSQL broke the
+    deadlock by failing ours): decided again, on the state the other left."""
+    if isinstance(exc, ConcurrencyError | InvalidTransition | VersionMismatch | psycopg.errors.DeadlockDetected):
+        return True
+    return isinstance(exc, sqlalchemy.exc.OperationalError) and isinstance(exc.orig, psycopg.errors.DeadlockDetected)
+
+
+@retry(retry=retry_if_exception(_retryable), wait=wait_random(0, 0.02), stop=stop_after_attempt(20), reraise=True)
 def react(conn: Connection, cause: RecordedEvent, settings: Settings) -> None:
-    """One order's reaction, in a savepoint (a concurrent writer: rolled back and tried again)."""
+    """One order's reaction, in a savepoint (rolled back, and tried again, when it meets another writer)."""
     with conn.begin_nested():
         _react(conn, cause, settings)
 
 
 def _react(conn: Connection, cause: RecordedEvent, settings: Settings) -> None:
-    order_id, every = cause.stream_id, settings.snapshot_every
+    order_id = cause.stream_id
     before = state.lock(conn, order_id)
     history = eventstore.load(conn, order_id)
     if not history:
         return  # (its events are in the log before they reach a stream)
     order = Order.fold(order_id, (e.domain_event() for e in history))
-    meta = command_metadata(cause)
-    recorded_lines = {line.sku: line.quantity for line in order.reserved or ()}
-    may_hold = set(recorded_lines) | set(order.lines) | set(before.reserved if before else ())
-    short = before.short if before else None
-    version = order.version
+    step = _Step(conn, order, command_metadata(cause), settings.snapshot_every, before)
     if order.status in OPEN:
-        wanted = {sku: line.quantity for sku, line in order.lines.items()}
-        try:
-            held = stock.hold_order(conn, order_id, wanted, may_hold - set(wanted), meta, every).held
-            lines = tuple(ReservedLine(sku, n) for sku, n in sorted(held.items()))
-            if order.reserved != lines:
-                version = handle(conn, RecordReservation(order_id, lines), meta).version
-            fulfilment_state = state.RESERVED
-        except InsufficientStock as exc:
-            stock.release_order(conn, order_id, may_hold, meta, every)
-            short_lines = tuple(
-                ShortLine(sku, asked, available) for sku, (asked, available) in sorted(exc.short.items())
-            )
-            version = handle(conn, RejectOrder(order_id, short_lines), meta).version
-            held, fulfilment_state = {}, state.REJECTED
-            short = [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in short_lines]
-            order.status = OrderStatus.REJECTED
-            log.info("order %s rejected: stock short for %s", order_id, ", ".join(exc.short))
+        step.hold()
     elif order.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
-        stock.release_order(conn, order_id, may_hold, meta, every)
-        held = {}
-        fulfilment_state = state.REJECTED if order.status is OrderStatus.REJECTED else state.RELEASED
-    else:  # shipped or delivered: what it held leaves the stock
-        if order.reserved is None and (before is None or before.state != state.SHIPPED):
-            short = _take_for_shipping(conn, order, meta, every)
-        stock.ship_order(conn, order_id, may_hold, meta, every)
-        held, fulfilment_state = {}, state.SHIPPED
+        step.release()
+    elif before is None or before.state != state.SHIPPED:  # shipped or delivered, and not shipped by us yet
+        step.ship()
     due = before.payment_due_at if before else history[0].recorded_at + timedelta(seconds=settings.payment_timeout_s)
-    after = Fulfilment(order_id, fulfilment_state, held, short, due, _deadline(order, before), version)
+    after = Fulfilment(order_id, step.state, step.held, step.short, due, _deadline(order, before), step.version)
     state.save(conn, after, cause.recorded_at)
 
 
-def _take_for_shipping(conn: Connection, order: Order, meta: dict[str, Any], every: int) -> list[dict[str, Any]] | None:
-    """An order shipped before its stock was reserved (the process manager was behind): reserve its
-    units now, so that shipping takes them out of stock. Stock short: nothing is taken, and the short
-    lines are kept on its row (shipped without stock: the admin API lists it for a person to see)."""
-    try:
-        stock.hold_order(conn, order.id, {sku: line.quantity for sku, line in order.lines.items()}, (), meta, every)
-        return None
-    except InsufficientStock as exc:
-        log.warning("order %s was shipped before its stock was reserved, and stock is short: %s", order.id, exc)
-        return [
-            {"sku": sku, "requested": asked, "available": available} for sku, (asked, available) in exc.short.items()
-        ]
+class _Step:
+    """One reaction's work on one order: stock commands, then the order's own command, each with the
+    order version it was decided on (If-Match in effect: a stale decision is retried, never applied)."""
+
+    def __init__(self, conn: Connection, order: Order, meta: dict[str, Any], every: int, before: Fulfilment | None):
+        self.conn, self.order, self.meta, self.every = conn, order, meta, every
+        self.version = order.version
+        # every SKU it may hold units of: on the order, recorded as reserved, or on our row
+        self.may_hold = (
+            {line.sku for line in order.reserved or ()} | set(order.lines) | set(before.reserved if before else ())
+        )
+        self.state = before.state if before else state.RESERVED
+        self.held: dict[str, int] = before.reserved if before else {}
+        self.short = before.short if before else None
+
+    def command(self, cmd: OrderCommand) -> None:
+        self.version = handle(self.conn, cmd, self.meta, frozenset({self.order.version})).version
+
+    def hold(self) -> None:
+        """Pending or paid: hold every tracked line (all or none), or reject the order."""
+        wanted = self.order.stock_wanted()
+        try:
+            holding = stock.hold_order(
+                self.conn, self.order.id, wanted, self.may_hold - set(wanted), self.meta, self.every
+            )
+        except InsufficientStock as exc:
+            stock.release_order(self.conn, self.order.id, self.may_hold, self.meta, self.every)
+            short = tuple(ShortLine(sku, asked, available) for sku, (asked, available) in sorted(exc.short.items()))
+            self.command(RejectOrder(self.order.id, short))
+            self.order.status = OrderStatus.REJECTED
+            self.state, self.held, self.short = state.REJECTED, {}, _short(exc)
+            log.info("order %s rejected: stock short for %s", self.order.id, ", ".join(exc.short))
+            return
+        lines = tuple(ReservedLine(sku, n) for sku, n in sorted(holding.held.items()))
+        if self.order.reserved != lines:
+            self.command(RecordReservation(self.order.id, lines))
+        self.state, self.held = state.RESERVED, holding.held
+
+    def release(self) -> None:
+        """Cancelled or rejected: give back whatever it holds."""
+        stock.release_order(self.conn, self.order.id, self.may_hold, self.meta, self.every)
+        self.held = {}
+        self.state = state.REJECTED if self.order.status is OrderStatus.REJECTED else state.RELEASED
+
+    def ship(self) -> None:
+        """Shipped: its current lines leave the stock. Lines it does not hold yet (shipped before we
+        met a change, or before any reservation) are taken now as far as stock goes, per SKU; what
+        stock could not cover is kept as short on its row, for a person to see."""
+        wanted = self.order.stock_wanted()
+        others = self.may_hold - set(wanted)
+        try:
+            stock.hold_order(self.conn, self.order.id, wanted, others, self.meta, self.every)
+        except InsufficientStock as exc:
+            self.short = _short(exc)
+            log.warning(
+                "order %s was shipped before its stock was reserved, and stock is short: %s", self.order.id, exc
+            )
+            covered = {sku: min(n, exc.short[sku][1]) if sku in exc.short else n for sku, n in wanted.items()}
+            stock.hold_order(self.conn, self.order.id, covered, others, self.meta, self.every)
+        stock.ship_order(self.conn, self.order.id, self.may_hold, self.meta, self.every)
+        self.state, self.held = state.SHIPPED, {}
+
+
+def _short(exc: InsufficientStock) -> list[dict[str, Any]]:
+    return [
+        {"sku": sku, "requested": asked, "available": available}
+        for sku, (asked, available) in sorted(exc.short.items())
+    ]
 
 
 def _deadline(order: Order, before: Fulfilment | None) -> str:
