@@ -32,6 +32,8 @@ setup(
         "structlog>=24,<27",
         "flask-swagger-ui>=5.17,<6",  # Swagger UI 5 (reads OpenAPI 3.1) as a wheel: /docs works offline
         "zxcvbn>=4.4.28,<5",  # how guessable ORDERSTREAM_ADMIN_TOKEN is
+        "cryptography>=42",  # AES-256-GCM for personal data and the wrapping of its keys (pyca, audited)
+        "pycountry>=23",  # ISO 3166-1 alpha-2 country codes, from the iso-codes database
     ],
     extras_require={
         # The embedded default (DATABASE_URL/REDIS_URL unset): real PostgreSQL and Redis binaries as wheels,
@@ -48,6 +50,7 @@ setup(
             "hypothesis>=6.100",
             "openapi-python-client>=0.26,<1",  # the OpenAPI document as third-party clients use it
             "datamodel-code-generator>=0.30,<1",
+            "email-validator>=2,<3",  # the pydantic models it generates type an e-mail address as EmailStr
             "playwright>=1.45,<2",
             "ruff>=0.6",
             "mypy>=1.10",

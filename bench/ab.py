@@ -23,6 +23,7 @@ from typing import Any
 from load import (  # type: ignore[import-not-found]
     BIN,
     GUNICORN,
+    MASTER_KEY,
     POST_OURS,
     REPO,
     RESULTS,
@@ -64,7 +65,7 @@ def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
     url = stack.enter_context(database(os.environ["DATABASE_URL"]))
     env = {"PYTHONPATH": str(tree / "src"), "DATABASE_URL": url, "ORDERSTREAM_KEY_PREFIX": f"ab-{name}",
            "ORDERSTREAM_ADMIN_TOKEN": TOKEN, "ORDERSTREAM_RATE_LIMIT": "1000000 per second",
-           "ORDERSTREAM_RQ_QUEUE": f"ab-{name}"}  # fmt: skip
+           "ORDERSTREAM_RQ_QUEUE": f"ab-{name}", "ORDERSTREAM_MASTER_KEY": MASTER_KEY}  # fmt: skip
     subprocess.run([*CLI, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, cwd=tree)
     port = free_port()
     config = [str(tree / "gunicorn.conf.py") if a == str(REPO / "gunicorn.conf.py") else a for a in GUNICORN]

@@ -22,6 +22,7 @@ Writes bench/results/load.json; bench/report.py renders docs/performance.md and 
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import multiprocessing
@@ -57,6 +58,7 @@ BODY = json.dumps(
     {"customer_id": "bench", "currency": "EUR", "items": [{"sku": "A-1", "quantity": 2, "unit_price": "9.99"}]}
 ).encode()
 TOKEN = f"bench-{uuid.uuid4().hex}"
+MASTER_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()  # ORDERSTREAM_MASTER_KEY of the runs
 PARTITIONS = 4  # orderstream's stream partitions (its default)
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
 # The same for every app: the production config (gunicorn.conf.py: sync workers, JSON access log),
@@ -461,6 +463,7 @@ def ours_env(database_url: str, redis_url: str, prefix: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "ORDERSTREAM_KEY_PREFIX": prefix,
         "ORDERSTREAM_ADMIN_TOKEN": TOKEN,
+        "ORDERSTREAM_MASTER_KEY": MASTER_KEY,
         "ORDERSTREAM_RATE_LIMIT": "1000000 per second",  # measure the service, not the limiter's refusals
         "ORDERSTREAM_PROJECTIONS": "order_summaries",
         "ORDERSTREAM_STREAM_PARTITIONS": str(PARTITIONS),  # the only group running here: trimming waits for it

@@ -19,6 +19,7 @@ def test_chaos_run_loses_nothing_applies_nothing_twice_and_serves_no_5xx(base_se
     assert (report.events_lost, report.duplicates_applied) == (0, 0), report
     assert report.stock_mismatches == 0, report  # never oversold, nothing reserved or shipped twice
     assert set(report.faults) == set(FAULT_KINDS) and report.stock_orders["rejected"] > 0, report
+    assert report.erasures > 0, report  # customers erased amid it all: the rest holds across them
     # Restarted projectors come back under new names and the claim idle time is the shipped 30 s: a
     # dead projector's entries come back that fast only by being taken over on its expired heartbeat
     # (a takeover alone takes 2-4 s; overlapping faults can add several seconds more).

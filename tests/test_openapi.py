@@ -49,6 +49,8 @@ OPERATION_IDS = {
     ("get", "/admin/jobs/{job_id}"): "get_job",
     ("get", "/admin/dead-letters"): "list_dead_letters",
     ("get", "/admin/fulfilment"): "list_fulfilment",
+    ("get", "/customers/{customer_id}/personal-data"): "export_personal_data",
+    ("delete", "/customers/{customer_id}/personal-data"): "erase_personal_data",
     ("get", "/admin/fulfilment/summary"): "get_fulfilment_summary",
     ("get", "/admin/fulfilment/{order_id}"): "get_fulfilment",
     ("get", "/admin/dead-letters/{letter_id}"): "get_dead_letter",

@@ -9,7 +9,8 @@ from typing import Any, Union, assert_never
 from sqlalchemy import Connection
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import Event, Line, ReservedLine, ShortLine
+from app.eventlog.codec import Sealer
+from app.eventlog.events import Event, Line, PersonalData, ReservedLine, ShortLine
 from app.eventlog.money import parse_amount
 from commands.errors import OrderNotFound, VersionMismatch
 from commands.order import Order
@@ -29,6 +30,7 @@ class PlaceOrder:
     customer_id: str
     currency: str
     items: tuple[NewLine, ...]
+    personal: PersonalData | None = None  # sealed by the codec on its way into the log
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,13 @@ def decide(order: Order, cmd: OrderCommand) -> list[Event]:
             assert_never(cmd)
 
 
-def place_order(conn: Connection, cmd: PlaceOrder, metadata: dict[str, Any]) -> Outcome:
-    """Create a new order stream with its OrderCreated event (in the caller's transaction)."""
+def place_order(conn: Connection, cmd: PlaceOrder, metadata: dict[str, Any], seal: Sealer | None = None) -> Outcome:
+    """Create a new order stream with its OrderCreated event (in the caller's transaction); its
+    personal data, if any, sealed with `seal` (app/eventlog/keys.py: the customer's data key)."""
     order_id = str(uuid.uuid4())
     lines = [_line(item, cmd.currency) for item in cmd.items]
-    events = Order.place(order_id, cmd.customer_id, cmd.currency, lines)
-    recorded = eventstore.append(conn, order_id, 0, events, metadata)
+    events = Order.place(order_id, cmd.customer_id, cmd.currency, lines, cmd.personal)
+    recorded = eventstore.append(conn, order_id, 0, events, metadata, seal)
     return Outcome(order_id, recorded[-1].version, recorded[-1].position, tuple(e.type for e in recorded))
 
 

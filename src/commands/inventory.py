@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from app.eventlog.events import (
+    CustomerDataErased,
     DomainEvent,
     ItemAdded,
     ItemRemoved,
@@ -130,7 +131,7 @@ class Sku:
                 self.on_hand -= event.quantity
             case (
                 OrderCreated() | ItemAdded() | ItemRemoved() | PaymentProcessed() | ProductShipped()
-                | OrderDelivered() | OrderCancelled() | StockReserved() | OrderRejected()
+                | OrderDelivered() | OrderCancelled() | StockReserved() | OrderRejected() | CustomerDataErased()
             ):  # fmt: skip
                 raise TypeError(f"{type(event).__name__} is an order event, not one of SKU {self.sku}")
             case _:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import assert_never
 
 from app.eventlog.events import (
+    CustomerDataErased,
     DomainEvent,
     Event,
     ItemAdded,
@@ -23,8 +24,10 @@ from app.eventlog.events import (
     OrderRejected,
     OrderStatus,
     PaymentProcessed,
+    PersonalData,
     ProductShipped,
     ReservedLine,
+    Sealed,
     ShortLine,
     StockAdjusted,
     StockReceived,
@@ -50,6 +53,7 @@ class Order:
     currency: str = ""
     lines: dict[str, Line] = field(default_factory=dict)
     paid_amount: Decimal = Decimal(0)
+    personal: PersonalData | Sealed | None = None  # as its OrderCreated carried it (sealed, once stored)
     reserved: tuple[ReservedLine, ...] | None = None  # the stock held for it (None: none recorded yet)
     # units of each SKU on the order when its reservation was last recorded: a line unchanged since
     # then and not among `reserved` was of an untracked SKU, and stays unlimited for this order
@@ -70,7 +74,9 @@ class Order:
     # decisions -----------------------------------------------------------------------------
 
     @staticmethod
-    def place(order_id: str, customer_id: str, currency: str, lines: list[Line]) -> list[Event]:
+    def place(
+        order_id: str, customer_id: str, currency: str, lines: list[Line], personal: PersonalData | None = None
+    ) -> list[Event]:
         if not lines:
             raise InvalidTransition("an order needs at least one item")
         merged = Order(id=order_id, currency=currency)
@@ -78,7 +84,7 @@ class Order:
             merged._check_line(line)
             merged.lines[line.sku] = _merge(merged.lines.get(line.sku), line)
         merged._check_total(merged.total)
-        return [OrderCreated(order_id, customer_id, currency, tuple(merged.lines.values()))]
+        return [OrderCreated(order_id, customer_id, currency, tuple(merged.lines.values()), personal)]
 
     def add_item(self, line: Line) -> list[Event]:
         self._require(OrderStatus.PENDING, "add items to")
@@ -177,6 +183,7 @@ class Order:
             case OrderCreated():
                 self.customer_id, self.currency = event.customer_id, event.currency
                 self.lines = {line.sku: line for line in event.lines}
+                self.personal = event.personal
             case ItemAdded():
                 self.lines[event.sku] = _merge(
                     self.lines.get(event.sku), Line(event.sku, event.quantity, event.unit_price)
@@ -196,8 +203,11 @@ class Order:
                 self.lines_when_reserved = {sku: line.quantity for sku, line in self.lines.items()}
             case OrderRejected():
                 self.status = OrderStatus.REJECTED
-            case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
-                raise TypeError(f"{type(event).__name__} is an inventory event, not one of order {self.id}")
+            case (
+                StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped()
+                | CustomerDataErased()
+            ):  # fmt: skip
+                raise TypeError(f"{type(event).__name__} is another stream's event, not one of order {self.id}")
             case _:
                 assert_never(event)
         self.version += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+import pycountry
 from marshmallow import validate
 from werkzeug.routing import BaseConverter
 
@@ -51,6 +52,23 @@ class LineSchema(StrictSchema):
     unit_price = Amount(required=True, metadata={"example": "9.99"})
 
 
+COUNTRIES = sorted(country.alpha_2 for country in pycountry.countries)  # ISO 3166-1 alpha-2
+PERSONAL = {"x-personal-data": True}  # sealed under the customer's data key before it is stored
+
+
+class ShippingAddressSchema(StrictSchema):
+    name = text(200, required=True, metadata={"example": "Ada Lovelace", **PERSONAL})
+    line1 = text(200, required=True, metadata={"example": "12 St James's Square", **PERSONAL})
+    line2 = text(200, load_default=None, allow_none=True, metadata=PERSONAL)
+    city = text(100, required=True, metadata={"example": "London", **PERSONAL})
+    postal_code = text(20, required=True, metadata={"example": "SW1Y 4JH", **PERSONAL})
+    country = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(COUNTRIES, error="not an ISO 3166-1 alpha-2 country code"),
+        metadata={"example": "GB", **PERSONAL},
+    )
+
+
 class PlaceOrderSchema(StrictSchema):
     customer_id = identifier(required=True, metadata={"example": "customer-42"})
     currency = ma.fields.String(
@@ -59,6 +77,8 @@ class PlaceOrderSchema(StrictSchema):
         metadata={"example": "EUR"},
     )
     items = BoundedList(ma.fields.Nested(LineSchema), required=True, min_length=1, max_length=MAX_LINES)
+    email = ma.fields.Email(validate=validate.Length(3, 254), metadata={"example": "ada@example.org", **PERSONAL})
+    shipping_address = ma.fields.Nested(ShippingAddressSchema, metadata=PERSONAL)
 
 
 class PayOrderSchema(StrictSchema):

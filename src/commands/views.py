@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
+from flask import g, url_for
 from flask.views import MethodView
+from werkzeug.exceptions import Forbidden
 
+from app.eventlog.events import Address, PersonalData
+from app.eventlog.keys import web_keyring
 from app.platform.api import Blueprint, operation
 from app.platform.problems import problem_responses
 from app.platform.validation import EmptySchema
@@ -48,6 +51,14 @@ def _run(cmd: handlers.OrderCommand, headers: dict[str, Any]) -> Any:
     return execute(lambda conn: handlers.handle(conn, cmd, event_metadata(), expected), headers, OUTCOME.dump)
 
 
+def personal_data(data: dict[str, Any]) -> PersonalData | None:
+    """The order's personal data from the body (None if it has none)."""
+    email, address = data.get("email"), data.get("shipping_address")
+    if email is None and address is None:
+        return None
+    return PersonalData(email, None if address is None else Address(**address))
+
+
 def _location(outcome: handlers.Outcome) -> str:
     return url_for("order-queries.OrderDetail", order_id=outcome.order_id)
 
@@ -61,9 +72,12 @@ class Orders(MethodView):
     @operation("place_order")
     def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
         """Place an order"""
+        if not g.principal.owns(data["customer_id"]):
+            raise Forbidden("a customer token places orders for its own customer only")
         items = tuple(handlers.NewLine(**item) for item in data["items"])
-        cmd = handlers.PlaceOrder(data["customer_id"], data["currency"], items)
-        run = lambda conn: handlers.place_order(conn, cmd, event_metadata())  # noqa: E731
+        cmd = handlers.PlaceOrder(data["customer_id"], data["currency"], items, personal_data(data))
+        keyring = web_keyring()
+        run = lambda conn: handlers.place_order(conn, cmd, event_metadata(), keyring.sealer(conn))  # noqa: E731
         return execute(run, headers, OUTCOME.dump, 201, _location)
 
 

@@ -45,7 +45,7 @@ def list_orders(
 _ORDER = """
     SELECT s.order_id::text AS order_id, s.customer_id, s.status, s.currency, s.total, s.paid_amount,
            s.refunded_amount, s.version, s.created_at, s.updated_at, s.cancellation_reason,
-           s.carrier, s.tracking_number, s.service_level,
+           s.carrier, s.tracking_number, s.service_level, s.personal,
            f.state AS f_state, f.reserved AS f_reserved, f.short AS f_short, f.payment_due_at AS f_due,
            f.deadline AS f_deadline, f.order_version AS f_version,
            (SELECT coalesce(json_agg(json_build_array(i.sku, i.quantity, i.unit_price::text) ORDER BY i.sku), '[]')
@@ -94,3 +94,13 @@ def fulfilment_of(row: dict[str, Any]) -> dict[str, Any]:
         "deadline": row["deadline"],
         "version": row["version"],
     }
+
+
+def personal_data_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's orders that carry personal data (sealed), newest first."""
+    with driver(conn).cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT order_id::text AS order_id, created_at, personal FROM order_summaries"
+            " WHERE customer_id = %s AND personal IS NOT NULL ORDER BY created_at DESC, order_id",
+            (customer_id,),
+        ).fetchall()

@@ -86,7 +86,37 @@ class FulfilmentSchema(ResponseSchema):
     )
 
 
-class OrderSummarySchema(ResponseSchema):
+class AddressSchema(ResponseSchema):
+    name = ma.fields.String(required=True)
+    line1 = ma.fields.String(required=True)
+    line2 = ma.fields.String(required=True, allow_none=True)
+    city = ma.fields.String(required=True)
+    postal_code = ma.fields.String(required=True)
+    country = ma.fields.String(required=True, metadata={"description": "ISO 3166-1 alpha-2"})
+
+
+PERSONAL_DATA_STATES = ["shown", "withheld", "erased", "none"]
+
+
+class PersonalFieldsSchema(ResponseSchema):
+    """The personal data of a record, and what became of it (queries/personal.py)."""
+
+    email = ma.fields.String(required=True, allow_none=True, metadata={"x-personal-data": True})
+    shipping_address = ma.fields.Nested(
+        AddressSchema, required=True, allow_none=True, metadata={"x-personal-data": True}
+    )
+    personal_data = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(PERSONAL_DATA_STATES),
+        metadata={
+            "description": "shown: the fields hold it; withheld: it exists and this token may not see it (a reader"
+            " or writer not granted personal data); erased: the customer's data was erased (the fields are null"
+            " for good); none: the order carries none"
+        },
+    )
+
+
+class OrderSummarySchema(PersonalFieldsSchema):
     order_id = ma.fields.UUID(required=True)
     customer_id = ma.fields.String(required=True)
     status = ma.fields.String(required=True, validate=validate.OneOf(STATUSES))

@@ -29,6 +29,7 @@ order_summaries = Table(
     Column("last_position", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("personal", JSONB),  # sealed: {subject, key_id, ciphertext}
 )
 
 order_items = Table(

@@ -6,16 +6,18 @@ from typing import Any
 
 import marshmallow as ma
 import orjson
-from flask import Response
+from flask import Response, g
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, PreconditionFailed
 
+from app.eventlog.keys import web_keyring
 from app.platform.api import Blueprint, operation
 from app.platform.conditions import EntityTags, EntityTagsField, describe
 from app.platform.problems import problem_responses
 from app.platform.web import engine
 from queries import orders
 from queries.freshness import fresh_enough
+from queries.personal import reveal
 from queries.schemas import OrderFilterSchema, OrderSchema, OrderSummarySchema
 
 blp = Blueprint("order-queries", __name__, description="Queries: read the order projections")
@@ -44,13 +46,16 @@ class OrderList(MethodView):
     def get(self, filters: dict[str, Any], pagination_parameters: Any) -> Any:
         """List orders, newest first"""
         with engine().connect() as conn:
+            # a customer sees its own only, whatever it asks
+            customer = g.principal.customer_id if g.principal.role == "customer" else filters.get("customer_id")
             page, total = orders.list_orders(
                 conn,
                 filters.get("status"),
-                filters.get("customer_id"),
+                customer,
                 pagination_parameters.first_item,
                 pagination_parameters.page_size,
             )
+            reveal(conn, web_keyring(), g.principal, page)
         pagination_parameters.item_count = total
         return page
 
@@ -88,6 +93,11 @@ DETAIL_ERRORS = {
 }
 
 
+def owned(order: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Another customer's order is, to a customer token, no order at all (even while waiting)."""
+    return order if order is not None and g.principal.owns(order["customer_id"]) else None
+
+
 @blp.route("/orders/<uuid:order_id>")
 class OrderDetail(MethodView):
     @blp.arguments(DetailArgsSchema(), location="query")
@@ -102,9 +112,15 @@ class OrderDetail(MethodView):
         The order's version is its ETag, the same one commands answer with and accept in If-Match:
         read, then change with `If-Match` set to what you read.
         """
-        order = fresh_enough(lambda conn: orders.get_order(conn, str(order_id)), "the order", args.get("min_version"))
+        order = fresh_enough(lambda conn: owned(orders.get_order(conn, str(order_id))), "the order",
+                             args.get("min_version"))  # fmt: skip
         if order is None:
             raise NotFound(f"no order {order_id} (a new order appears once the projector has applied it)")
+        if order["personal"] is None:  # (no key to look at)
+            reveal(None, web_keyring(), g.principal, [order])
+        else:
+            with engine().connect() as conn:
+                reveal(conn, web_keyring(), g.principal, [order])
         # get_order shapes the document as OrderSchema shows it (a test compares the two), so it is
         # encoded once here rather than dumped field by field and hashed again for an ETag.
         version = order["version"]
@@ -115,7 +131,8 @@ class OrderDetail(MethodView):
         if_none_match: EntityTags | None = headers.get("if_none_match")
         # Not Modified only when the process manager is not behind this version: its `fulfilment` may
         # change after the order's last event (units released after a cancellation, say).
-        settled = order["fulfilment"]["version"] in (None, version)
+        # Nor once its personal data was erased: the copy the client holds must not stand.
+        settled = order["fulfilment"]["version"] in (None, version) and order["personal_data"] != "erased"
         if if_none_match is not None and if_none_match.matches_weakly(version) and settled:
             return Response(status=304, headers=etag)
         return Response(orjson.dumps(order), headers=etag, mimetype="application/json")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import re
@@ -81,6 +82,7 @@ class Report:
     commands_refused_4xx: int = 0
     server_errors_5xx: int = 0
     server_errors: list[str] = field(default_factory=list)  # what each 5xx was, for the report
+    erasures: int = 0  # customers' personal data erased amid the load (DELETE .../personal-data)
     faults: Counter[str] = field(default_factory=Counter)
     events_in_log: int = 0  # appended by the commands (the process manager's and the stock's apart)
     process_manager_events: int = 0
@@ -124,7 +126,7 @@ class Report:
                 f" manager), lost {self.events_lost}, applied twice {self.duplicates_applied}",
                 f"  orders of {STOCKED} ({STOCK_UNITS} units): "
                 + (", ".join(f"{k} {n}" for k, n in sorted(self.stock_orders.items())) or "none")
-                + f"; stock mismatches {self.stock_mismatches}",
+                + f"; stock mismatches {self.stock_mismatches}; personal data erasures {self.erasures}",
                 f"  converged {self.converge_seconds:.1f}s after the last fault ({self._described(-1)})",
                 f"  slowest recovery from a fault {self.slowest_recovery_seconds:.1f}s"
                 f" ({self._described(self.recoveries.index(self.slowest) if self.slowest else -1)})",
@@ -210,7 +212,7 @@ class Recoveries:
         return all(fault.recovered is not None for fault in waiting)
 
 
-ORDER_STREAMS = "stream_id NOT LIKE 'inventory:%'"
+ORDER_STREAMS = "stream_id NOT LIKE '%:%'"  # order streams are bare UUIDs
 # Some order has an event at or before position :p that its projected row does not reflect yet.
 _BEHIND = (
     "SELECT EXISTS (SELECT 1 FROM (SELECT stream_id, max(version) AS v FROM events WHERE position <= :p"
@@ -322,8 +324,12 @@ def drive(base: str, token: str, stop: threading.Event, report: Report, lock: th
 
     while not stop.is_set():
         stocked = rng.random() < 0.3
-        created = send("POST", "/orders", {"customer_id": f"chaos-{rng.randint(1, 50)}", "currency": "EUR",
-                                           "items": [STOCKED_ITEM if stocked else ITEM]})  # fmt: skip
+        customer = f"chaos-{rng.randint(1, 50)}"
+        personal = PERSONAL if rng.random() < 0.3 else {}  # sealed under the customer's key
+        created = send("POST", "/orders", {"customer_id": customer, "currency": "EUR",
+                                           "items": [STOCKED_ITEM if stocked else ITEM], **personal})  # fmt: skip
+        if rng.random() < 0.03:  # the customer's right to erasure, amid everything else
+            erase(session, base, customer, report, lock)
         if created is None or created.status_code != 201:
             continue
         order = f"/orders/{created.json()['order_id']}"
@@ -338,6 +344,29 @@ def drive(base: str, token: str, stop: threading.Event, report: Report, lock: th
         send("POST", f"{order}/payments", {"amount": f"{2.5 * (extra + 1):.2f}", "reference": "chaos"})
         send("POST", f"{order}/shipments", {"carrier": "DHL", "tracking_number": "T"})
         send("POST", f"{order}/delivery")
+
+
+PERSONAL = {
+    "email": "chaos@example.org",
+    "shipping_address": {
+        "name": "Chaos Customer",
+        "line1": "1 Entropy Lane",
+        "city": "Lisbon",
+        "postal_code": "1000-001",
+        "country": "PT",
+    },
+}
+
+
+def erase(session: requests.Session, base: str, customer: str, report: Report, lock: threading.Lock) -> None:
+    """DELETE the customer's personal data (not a command of the order lifecycles: counted apart)."""
+    with contextlib.suppress(requests.RequestException):
+        response = session.delete(f"{base}/customers/{customer}/personal-data", timeout=10)
+        with lock:
+            report.erasures += response.status_code == 200
+            if response.status_code >= 500:
+                report.server_errors_5xx += 1
+                report.server_errors.append(f"DELETE personal data: {response.status_code} {response.text[:300]}")
 
 
 def _reservation(session: requests.Session, url: str, stop: threading.Event, timeout: float = 30) -> str | None:
@@ -449,7 +478,10 @@ def check_stock(env: Env, report: Report) -> None:
 
 def _rows(rows: list[dict[str, Any]]) -> Counter[tuple[tuple[str, Any], ...]]:
     """Rows as a multiset, so comparing two projections is linear, not quadratic, in their size."""
-    return Counter(tuple(sorted(row.items())) for row in rows)
+    return Counter(
+        tuple(sorted((k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in row.items()))
+        for row in rows
+    )  # fmt: skip  (sealed personal data is a JSON object: hashed as its text)
 
 
 def run(base: Settings, duration: float, clients: int = 4, seed: int | None = None) -> Report:

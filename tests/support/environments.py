@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import Engine, text
 
+from app.eventlog.personal import new_master_key
 from app.platform.config import Settings
 from app.platform.db import make_engine
 
@@ -66,6 +67,7 @@ class Env:
             "ORDERSTREAM_RETENTION_INTERVAL_MS": str(self.settings.retention_interval_ms),
             "ORDERSTREAM_RQ_QUEUE": self.settings.rq_queue,
             "ORDERSTREAM_ADMIN_TOKEN": self.settings.admin_token or "",
+            "ORDERSTREAM_MASTER_KEY": self.settings.master_key or "",
             "ORDERSTREAM_STREAMS_REDIS_URL": self.settings.streams_redis_url or "",
             "ORDERSTREAM_STREAMS_CLUSTER": "1" if self.settings.streams_cluster else "",
             "ORDERSTREAM_PROJECTIONS": ",".join(self.settings.projections),
@@ -95,6 +97,7 @@ def isolated_env(
         retention_interval_ms=200,
         rq_queue=f"ostest-{name}",
         admin_token=f"test-admin-{uuid.uuid4().hex}",
+        master_key=new_master_key(),
         projections=("order_summaries",),  # the groups trimming waits for: the projectors tests run
     )
     env = Env(settings, make_engine(settings), Redis.from_url(settings.redis_url), name)

@@ -53,7 +53,7 @@ def rebuilt_rows(env: Env, projection: Projection, rows: dict[str, str]) -> dict
 def converged(env: Env) -> bool:
     """Every order event in the log is reflected in the projection (the sum of versions is a cheap proxy;
     stock streams, `inventory:<SKU>`, have no rows there)."""
-    events = env.scalar("SELECT count(*) FROM events WHERE stream_id NOT LIKE 'inventory:%'")
+    events = env.scalar("SELECT count(*) FROM events WHERE stream_id NOT LIKE '%:%'")
     return bool(env.scalar("SELECT coalesce(sum(version), 0) FROM order_summaries") == events)
 
 
@@ -62,7 +62,7 @@ def reacted_to_all(env: Env, position: int = 2**62) -> bool:
     row names the order's newest version)."""
     return not env.scalar(
         "SELECT EXISTS (SELECT 1 FROM (SELECT stream_id, max(version) AS v FROM events WHERE position <= :p"
-        " AND stream_id NOT LIKE 'inventory:%' GROUP BY stream_id) e"
+        " AND stream_id NOT LIKE '%:%' GROUP BY stream_id) e"
         " LEFT JOIN fulfilment f ON f.order_id::text = e.stream_id WHERE coalesce(f.order_version, 0) < e.v)",
         p=position,
     )

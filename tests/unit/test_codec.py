@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from app.eventlog.codec import UPCASTERS, UnknownEventType, from_payload, to_payload
+from app.eventlog.codec import UPCASTERS, PersonalDataUnsealed, UnknownEventType, from_payload, to_payload
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     EVENT_TYPES,
     SCHEMA_VERSIONS,
+    Address,
+    CustomerDataErased,
     DomainEvent,
     Event,
     ItemAdded,
@@ -24,8 +26,10 @@ from app.eventlog.events import (
     OrderDelivered,
     OrderRejected,
     PaymentProcessed,
+    PersonalData,
     ProductShipped,
     ReservedLine,
+    Sealed,
     ShortLine,
     StockAdjusted,
     StockReceived,
@@ -49,6 +53,8 @@ EXAMPLES: tuple[DomainEvent, ...] = (
     StockReserved(ID, ()),
     OrderRejected(ID, "insufficient stock", (ShortLine("A", 2, 1),), None),
     OrderRejected(ID, "insufficient stock", (ShortLine("A", 2, 0), ShortLine("B", 1, 0)), Decimal("19.98")),
+    OrderCreated(ID, "c-1", "EUR", (Line("A", 1, Decimal("1.00")),), Sealed("c-1", "k-1", "b64==")),
+    CustomerDataErased("c-1", ("k-1", "k-2")),
     StockReceived("A", 10, "delivery-1"),
     StockAdjusted("A", -2, "damaged"),
     UnitsReserved("A", ID, 2),
@@ -62,7 +68,32 @@ STORED: dict[tuple[str, int], tuple[dict[str, Any], Event]] = {
         {"order_id": ID, "carrier": "DHL", "tracking_number": "T-1"},
         ProductShipped(ID, "DHL", "T-1", "standard"),
     ),
-}
+    ("OrderCreated", 1): (
+        {"order_id": ID, "customer_id": "c-1", "currency": "EUR",
+         "lines": [{"sku": "A", "quantity": 1, "unit_price": "1.00"}]},
+        OrderCreated(ID, "c-1", "EUR", (Line("A", 1, Decimal("1.00")),), None),
+    ),
+}  # fmt: skip
+
+
+def test_personal_data_is_never_written_in_clear_and_is_read_back_sealed() -> None:
+    data = PersonalData("ada@example.org", Address("Ada", "1 Lane", None, "London", "N1", "GB"))
+    event = OrderCreated(ID, "c-1", "EUR", (Line("A", 1, Decimal("1.00")),), data)
+    with pytest.raises(PersonalDataUnsealed):
+        to_payload(event)
+    seen: list[tuple[str, PersonalData]] = []
+
+    def seal(subject: str, personal: PersonalData) -> Sealed:
+        seen.append((subject, personal))
+        return Sealed(subject, "k-1", "opaque")
+
+    payload = to_payload(event, seal)
+    assert seen == [("c-1", data)]  # sealed under the event's customer
+    assert payload["personal"] == {"subject": "c-1", "key_id": "k-1", "ciphertext": "opaque"}
+    assert "ada@example.org" not in str(payload) and "London" not in str(payload)
+    assert from_payload("OrderCreated", payload, 2) == OrderCreated(
+        ID, "c-1", "EUR", (Line("A", 1, Decimal("1.00")),), Sealed("c-1", "k-1", "opaque")
+    )
 
 
 def envelope(event_type: str, payload: dict[str, Any], schema_version: int) -> RecordedEvent:

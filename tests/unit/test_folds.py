@@ -69,6 +69,7 @@ def test_an_order_placed_edited_paid_shipped_and_delivered_has_its_summary_and_i
         "total": Decimal("29.970"), "paid_amount": Decimal("29.97"), "refunded_amount": Decimal(0),
         "carrier": "DHL", "tracking_number": "T-1", "service_level": "express", "cancellation_reason": None,
         "version": 7, "last_position": 7, "created_at": log[0].recorded_at, "updated_at": log[-1].recorded_at,
+        "personal": None,
     }  # fmt: skip
     assert (order.summary_changed, order.items_changed, order.stored_summary) == (True, True, False)
 

@@ -6,22 +6,27 @@ was" can never disagree with what the commands saw at the time.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
-from flask import url_for
+from flask import g, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
 from app.eventlog import store as eventstore
-from app.eventlog.events import EVENT_TYPES
+from app.eventlog.envelope import RecordedEvent
+from app.eventlog.events import EVENT_TYPES, Sealed
+from app.eventlog.keys import web_keyring
 from app.eventlog.money import format_amount
 from app.platform.api import Blueprint, ResponseSchema, operation
 from app.platform.db import autocommit
 from app.platform.problems import problem_responses
 from app.platform.web import engine
 from commands.order import Order
+from queries.personal import reveal
+from queries.schemas import PersonalFieldsSchema
 
 blp = Blueprint("audit", __name__, description="Audit and time travel over the event log (read-only)")
 
@@ -35,7 +40,14 @@ class EnvelopeSchema(ResponseSchema):
     position = ma.fields.Integer(required=True)
     type = ma.fields.String(required=True)
     schema_version = ma.fields.Integer(required=True)
-    payload = ma.fields.Dict(required=True, metadata={"description": "as stored, in its schema version"})
+    payload = ma.fields.Dict(
+        required=True,
+        metadata={
+            "description": "as stored, in its schema version; but personal data, stored sealed, is shown as"
+            " `email`, `shipping_address` and `personal_data` (shown, withheld, erased), opened only for a"
+            " token allowed to see it"
+        },
+    )
     metadata = ma.fields.Dict(required=True, metadata={"description": "request_id, correlation_id, actor, ..."})
     recorded_at = ma.fields.DateTime(required=True)
 
@@ -64,7 +76,7 @@ class HistoricLineSchema(ResponseSchema):
     unit_price = ma.fields.String(required=True)
 
 
-class HistoricOrderSchema(ResponseSchema):
+class HistoricOrderSchema(PersonalFieldsSchema):
     order_id = ma.fields.UUID(required=True)
     version = ma.fields.Integer(required=True)
     as_of = ma.fields.DateTime(required=True, metadata={"description": "recorded time of the last event folded"})
@@ -86,9 +98,10 @@ class Feed(MethodView):
         with autocommit(engine()) as conn:
             events = eventstore.feed(conn, args["after"], args["limit"], args.get("type"))
         after = events[-1].position if events else args["after"]
+        shown = _shown(events)
         query = {"after": after, "limit": args["limit"], **({"type": args["type"]} if args.get("type") else {})}
         next_url = url_for("audit.Feed", **query)
-        return {"events": events, "next": next_url}, 200, {"Link": f'<{next_url}>; rel="next"'}
+        return {"events": shown, "next": next_url}, 200, {"Link": f'<{next_url}>; rel="next"'}
 
 
 @blp.route("/orders/<uuid:order_id>/events")
@@ -100,9 +113,9 @@ class OrderEvents(MethodView):
         """One order's full history, with each event's metadata"""
         with autocommit(engine()) as conn:
             events = eventstore.load(conn, str(order_id))
-        if not events:
+        if not events or not g.principal.owns(events[0].payload["customer_id"]):  # another customer's: as if none
             raise NotFound(f"no order {order_id}")
-        return events
+        return _shown(events)
 
 
 @blp.route("/orders/<uuid:order_id>/history")
@@ -119,7 +132,12 @@ class OrderHistory(MethodView):
             events = eventstore.load(conn, str(order_id), up_to_version=args.get("version"), recorded_by=args.get("at"))
         if not events or ("version" in args and events[-1].version < args["version"]):
             raise NotFound(f"order {order_id} did not exist at {when(args)}")
-        return _state(Order.fold(str(order_id), [e.domain_event() for e in events]), events[-1].recorded_at)
+        if not g.principal.owns(events[0].payload["customer_id"]):  # another customer's: as if none
+            raise NotFound(f"order {order_id} did not exist at {when(args)}")
+        state = _state(Order.fold(str(order_id), [e.domain_event() for e in events]), events[-1].recorded_at)
+        with autocommit(engine()) as conn:
+            reveal(conn, web_keyring(), g.principal, [state])
+        return state
 
 
 def when(args: dict[str, Any]) -> str:
@@ -140,4 +158,15 @@ def _state(order: Order, as_of: datetime) -> dict[str, Any]:
         ],
         "total": format_amount(order.total, order.currency),
         "paid_amount": format_amount(order.paid_amount, order.currency),
+        "personal": dataclasses.asdict(order.personal) if isinstance(order.personal, Sealed) else None,
     }
+
+
+def _shown(events: list[RecordedEvent]) -> list[dict[str, Any]]:
+    """Envelopes as a response shows them: personal data opened where the caller may see it."""
+    shown = [{**dataclasses.asdict(e), "payload": dict(e.payload)} for e in events]
+    personal = [e["payload"] for e in shown if "personal" in e["payload"]]
+    if personal:
+        with autocommit(engine()) as conn:
+            reveal(conn, web_keyring(), g.principal, personal)
+    return shown

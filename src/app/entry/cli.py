@@ -153,16 +153,68 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
-def tokens_create(name: str, role: str) -> None:
+@click.option("--role", type=click.Choice(["customer", "reader", "writer", "admin"]), required=True)
+@click.option("--customer-id", default=None, help="the customer a customer token acts for (and only it)")
+@click.option("--personal-data", is_flag=True, help="a reader or writer token that may see personal data")
+def tokens_create(name: str, role: str, customer_id: str | None, personal_data: bool) -> None:
     """Create a token NAME with a role and print it (the only time it is shown)."""
     from app.platform.db import make_engine
     from app.platform.tokens import InvalidTokenName, create_token
 
+    if role == "customer" and customer_id is None:
+        raise click.BadParameter("a customer token needs --customer-id", param_hint="--customer-id")
+    if role != "customer" and customer_id is not None:
+        raise click.BadParameter("only a customer token takes --customer-id", param_hint="--customer-id")
+    if role in ("customer", "admin") and personal_data:
+        raise click.BadParameter(f"a {role} token sees what it may without it", param_hint="--personal-data")
     try:
-        click.echo(create_token(make_engine(Settings.from_env(), pool_size=1), name, role))
+        db = make_engine(Settings.from_env(), pool_size=1)
+        click.echo(create_token(db, name, role, customer_id, personal_data))
     except InvalidTokenName as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from exc
+
+
+@main.group()
+def keys() -> None:
+    """The master key and customers' data keys (personal data)."""
+
+
+@keys.command("new-master-key")
+def keys_new_master_key() -> None:
+    """Print a new random master key, for ORDERSTREAM_MASTER_KEY (keep it in a secret store)."""
+    from app.eventlog.personal import new_master_key
+
+    click.echo(new_master_key())
+
+
+@keys.command("reapply-erasures")
+def keys_reapply_erasures() -> None:
+    """Destroy again every data key an erasure in the log destroyed: run it after restoring the
+    database from a backup taken before some erasures (with their events; see README)."""
+    from app.platform.db import make_engine
+    from commands.erasure import reapply_erasures
+
+    db = make_engine(Settings.from_env(), pool_size=1)
+    with db.begin() as conn:
+        destroyed = reapply_erasures(conn, "orderstream-keys")
+    db.dispose()
+    click.echo(f"{destroyed} data keys destroyed again (erasures recorded in the log)")
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-wrap every data key under ORDERSTREAM_MASTER_KEY (the old master key given in
+    ORDERSTREAM_PREVIOUS_MASTER_KEYS); no event is read or rewritten."""
+    from app.eventlog.keys import Keyring
+    from app.platform.db import make_engine
+
+    settings = Settings.from_env()
+    keyring = Keyring.from_settings(settings)
+    db = make_engine(settings, pool_size=1)
+    with db.begin() as conn:
+        moved = keyring.rotate(conn)
+    db.dispose()
+    click.echo(f"{moved} data keys re-wrapped under master key {keyring.master.id}")
 
 
 @tokens.command("list")

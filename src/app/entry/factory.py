@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, redirect
 from redis import Redis
@@ -12,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.eventlog.catalogue import catalogue
 from app.eventlog.events import EVENT_TYPES
+from app.eventlog.personal import Unreadable
 from app.eventlog.streams import streams_client
 from app.platform.api import Api
 from app.platform.auth import install_auth
@@ -27,6 +30,8 @@ from app.platform.problems import install_unavailable
 from app.platform.web import install_request_ids
 from app.processes.records import ProcessRecords
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: API blueprints, OpenAPI + Swagger UI (local assets), rq-dashboard."""
@@ -36,9 +41,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.endpoints.audit import blp as audit_blp
     from app.endpoints.health import blp as health_blp
     from app.endpoints.stock_audit import blp as stock_audit_blp
+    from app.eventlog.keys import Keyring
+    from commands.customer_views import blp as customer_commands_blp
     from commands.schemas import SKU_PATTERN, SkuConverter
     from commands.stock_views import blp as stock_commands_blp
     from commands.views import blp as commands_blp
+    from queries.customer_views import blp as customer_queries_blp
     from queries.stats_views import blp as stats_blp
     from queries.stock_views import blp as stock_queries_blp
     from queries.views import blp as queries_blp
@@ -47,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     blueprints = (
         commands_blp, queries_blp, stats_blp, audit_blp, stock_commands_blp, stock_queries_blp, stock_audit_blp,
-        admin_blp, health_blp,
+        customer_commands_blp, customer_queries_blp, admin_blp, health_blp,
     )  # fmt: skip
 
     settings = settings or Settings.from_env()
@@ -84,9 +92,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         RQ_DASHBOARD_REDIS_URL=settings.redis_url,
     )
+    keyring = Keyring.from_settings(settings)  # refuses to start without a master key
     engine, streams = make_engine(settings), streams_client(settings)
     app.extensions["orderstream"] = {
         "settings": settings,
+        "keyring": keyring,
         "engine": engine,
         "redis": Redis.from_url(settings.redis_url),
         "streams": streams,
@@ -109,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_input_guard(app, frozenset(blp.name for blp in blueprints))
     install_parameter_check(app, frozenset(blp.name for blp in blueprints))
     install_unavailable(app)
+    app.register_error_handler(Unreadable, _keys_unavailable)
     app.url_map.converters["int"] = AsciiIntegerConverter  # before any rule is added
     app.url_map.converters["sku"] = SkuConverter
 
@@ -131,3 +142,16 @@ def swagger_ui_dist() -> str:
     import flask_swagger_ui
 
     return str(Path(flask_swagger_ui.__file__).parent / "dist")
+
+
+def _keys_unavailable(exc: Exception) -> Any:
+    """A data key wrapped under a master key this process was not given (a rotation half done, a
+    wrong ORDERSTREAM_MASTER_KEY): the operator's to fix; nothing was changed."""
+    from app.platform.problems import problem
+
+    log.error("personal data keys unavailable: %s", exc)
+    detail = (
+        "personal data cannot be opened or sealed now: a data key is wrapped under a master key this"
+        " service was not given (ORDERSTREAM_MASTER_KEY, ORDERSTREAM_PREVIOUS_MASTER_KEYS); nothing was changed"
+    )
+    return problem(503, detail, {"Retry-After": "60"})

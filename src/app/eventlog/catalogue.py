@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, get_args, get_origin, get_type_hints
 
 from app.eventlog.codec import UPCASTERS
-from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS
+from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, PersonalData, Sealed
 
 
 def catalogue() -> dict[str, Any]:
@@ -33,12 +33,19 @@ def _fields_with_hints(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any
 
 
 def _describe(hint: Any) -> str:
+    if get_origin(hint) is tuple and not dataclasses.is_dataclass(get_args(hint)[0]):
+        return f"array of {_describe(get_args(hint)[0])}"
     if get_origin(hint) is tuple:  # lines: tuple[SomeLine, ...]
         item = get_args(hint)[0]
         described = (f"{name}: {_describe(field)}" for name, field in get_type_hints(item).items())
         return "array of {" + ", ".join(described) + "}"
     if hint in (Decimal, Decimal | None):
         return "decimal string" + (" or null" if hint != Decimal else "")
+    if hint == PersonalData | Sealed | None:
+        return (
+            "null, or personal data sealed under the customer's data key: {subject: string, key_id: string,"
+            " ciphertext: base64 of AES-256-GCM(JSON {email, shipping_address})}"
+        )
     return {str: "string", int: "integer"}.get(hint, str(hint))
 
 

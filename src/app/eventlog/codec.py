@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, DomainEvent
+from app.eventlog.events import EVENT_TYPES, SCHEMA_VERSIONS, DomainEvent, PersonalData, Sealed
 
 T = TypeVar("T")
 
@@ -22,16 +22,38 @@ UPCASTERS: dict[tuple[str, int], tuple[str, Callable[[dict[str, Any]], dict[str,
         "service_level added; version 1 shipments were all sent at the standard level",
         lambda payload: {**payload, "service_level": "standard"},
     ),
+    ("OrderCreated", 1): (
+        "personal added (e-mail and shipping address, sealed); version 1 orders carried none",
+        lambda payload: {**payload, "personal": None},
+    ),
 }
+
+# Seals personal data under the data key of a customer (app/eventlog/keys.py gives one per connection).
+Sealer = Callable[[str, PersonalData], Sealed]
+
+
+class PersonalDataUnsealed(ValueError):
+    """An event with personal data reached the codec without a sealer: it is never written in clear."""
 
 
 class UnknownEventType(LookupError):
     """An envelope names an event type this code does not know."""
 
 
-def to_payload(event: DomainEvent) -> dict[str, Any]:
-    """The JSON payload of an event: decimals as strings, lines as objects."""
-    return {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
+def to_payload(event: DomainEvent, seal: Sealer | None = None) -> dict[str, Any]:
+    """The JSON payload of an event: decimals as strings, lines as objects, and personal data sealed
+    under the data key of the event's customer (its `customer_id`), never in clear."""
+    payload = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, PersonalData):
+            if seal is None:
+                raise PersonalDataUnsealed(
+                    f"{type(event).__name__}.{f.name} holds personal data and no sealer was given"
+                )
+            value = seal(getattr(event, "customer_id"), value)  # noqa: B009  (any event type with a customer)
+        payload[f.name] = _to_json(value)
+    return payload
 
 
 def upcast(event_type: str, payload: dict[str, Any], schema_version: int) -> dict[str, Any]:
@@ -78,6 +100,10 @@ def _conversion(hint: Any) -> Conversion:
         return None
     if hint in (Decimal, Decimal | None):
         return _decimal
+    if hint == PersonalData | Sealed | None:  # stored sealed; opened only by app/eventlog/keys.py
+        return lambda value: None if value is None else frozen(Sealed, value)
+    if get_origin(hint) is tuple and not dataclasses.is_dataclass(get_args(hint)[0]):  # tuple[str, ...]
+        return tuple
     if get_origin(hint) is tuple:  # lines: tuple[SomeLine, ...], each an object of its fields
         item = get_args(hint)[0]
         fields = _conversions(item)

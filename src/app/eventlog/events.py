@@ -39,13 +39,47 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Address:
+    """Where an order goes (personal data)."""
+
+    name: str
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    country: str  # ISO 3166-1 alpha-2
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """A customer's personal data, as a command brings it: never stored like this. A field of this
+    type is sealed by the codec (app/eventlog/codec.py) under the data key of the event's customer
+    before the event is written, and is read back as `Sealed`: mark a field personal by its type."""
+
+    email: str | None
+    shipping_address: Address | None
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """Personal data as it is stored: AES-256-GCM ciphertext under data key `key_id` of customer
+    `subject` (app/eventlog/keys.py). Once that key is destroyed, nothing can open it again."""
+
+    subject: str
+    key_id: str
+    ciphertext: str
+
+
+@dataclass(frozen=True)
 class OrderCreated:
-    """A customer placed an order with its first items."""
+    """A customer placed an order with its first items, and, since schema version 2, maybe its
+    personal data (e-mail, shipping address), sealed under the customer's data key."""
 
     order_id: str
     customer_id: str
     currency: str
     lines: tuple[Line, ...]
+    personal: PersonalData | Sealed | None = None  # since schema version 2; version 1 events: None
 
 
 @dataclass(frozen=True)
@@ -196,7 +230,25 @@ class UnitsShipped:
 
 
 InventoryEvent = Union[StockReceived, StockAdjusted, UnitsReserved, UnitsReleased, UnitsShipped]
-DomainEvent = Union[Event, InventoryEvent]  # what the log holds: the events of every bounded context
+
+
+@dataclass(frozen=True)
+class CustomerDataErased:
+    """A customer's personal data was erased: its data keys were destroyed, so every sealed copy of
+    it, in any event, row or backup of the log, can no longer be read. Holds no personal data."""
+
+    customer_id: str
+    key_ids: tuple[str, ...]
+
+
+CustomerEvent = Union[CustomerDataErased]  # a customer's stream: `customer:<id>`
+DomainEvent = Union[Event, InventoryEvent, CustomerEvent]  # what the log holds: every bounded context's events
+CUSTOMER_PREFIX = "customer:"
+
+
+def customer_stream(customer_id: str) -> str:
+    return CUSTOMER_PREFIX + customer_id
+
 
 INVENTORY_PREFIX = "inventory:"
 
@@ -210,6 +262,13 @@ def is_inventory_stream(stream_id: str) -> bool:
     return stream_id.startswith(INVENTORY_PREFIX)
 
 
+def is_order_stream(stream_id: str) -> bool:
+    """Order streams are bare UUIDs; every other stream is named `<context>:<id>`."""
+    return ":" not in stream_id
+
+
 # Every event type by the name it is stored under.
-EVENT_TYPES: dict[str, type[DomainEvent]] = {cls.__name__: cls for cls in (*get_args(Event), *get_args(InventoryEvent))}
-SCHEMA_VERSIONS: dict[str, int] = {**dict.fromkeys(EVENT_TYPES, 1), "ProductShipped": 2}
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    cls.__name__: cls for cls in (*get_args(Event), *get_args(InventoryEvent), CustomerDataErased)
+}
+SCHEMA_VERSIONS: dict[str, int] = {**dict.fromkeys(EVENT_TYPES, 1), "ProductShipped": 2, "OrderCreated": 2}

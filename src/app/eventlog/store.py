@@ -26,7 +26,7 @@ import orjson
 import psycopg
 from sqlalchemy import Connection
 
-from app.eventlog.codec import frozen, to_payload
+from app.eventlog.codec import Sealer, frozen, to_payload
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import SCHEMA_VERSIONS, DomainEvent
 from app.platform.db import driver
@@ -76,15 +76,19 @@ def append(
     expected_version: int,
     events: Sequence[DomainEvent],
     metadata: dict[str, Any],
+    seal: Sealer | None = None,
 ) -> list[RecordedEvent]:
-    """Append events after `expected_version`; raise ConcurrencyError if someone got there first."""
-    return append_streams(conn, [(stream_id, expected_version, events)], metadata)
+    """Append events after `expected_version`; raise ConcurrencyError if someone got there first.
+    Personal data in them is sealed with `seal` (without one, an event holding any is refused)."""
+    return append_streams(conn, [(stream_id, expected_version, events)], metadata, seal)
 
 
 Appending = tuple[str, int, Sequence[DomainEvent]]  # (stream id, its expected version, its new events)
 
 
-def append_streams(conn: Connection, appends: Sequence[Appending], metadata: dict[str, Any]) -> list[RecordedEvent]:
+def append_streams(
+    conn: Connection, appends: Sequence[Appending], metadata: dict[str, Any], seal: Sealer | None = None
+) -> list[RecordedEvent]:
     """Append to several streams in one statement (so in the caller's one transaction), each after its
     expected version: all of them are written or, if any stream moved (ConcurrencyError), none.
 
@@ -95,7 +99,7 @@ def append_streams(conn: Connection, appends: Sequence[Appending], metadata: dic
         for version, event in enumerate(events, start=expected_version + 1):
             etype = type(event).__name__
             rows.append({"event_id": str(uuid.uuid4()), "stream_id": stream_id, "version": version, "type": etype,
-                         "schema_version": SCHEMA_VERSIONS[etype], "payload": to_payload(event)})  # fmt: skip
+                         "schema_version": SCHEMA_VERSIONS[etype], "payload": to_payload(event, seal)})  # fmt: skip
     if not rows:
         return []
     # The events travel as one JSON parameter: cheaper to send than an array per column.
@@ -150,6 +154,11 @@ def load(
 def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
     """The next `limit` events after position `after`, in position order (replays and rebuilds)."""
     return _read(conn, _BATCH, {"after": after, "n": limit})
+
+
+def of_type(conn: Connection, event_type: str) -> list[RecordedEvent]:
+    """Every event of one type, in position order (rare types only: it reads them all)."""
+    return _read(conn, f"{_SELECT} WHERE type = %(type)s ORDER BY position", {"type": event_type})
 
 
 def feed(conn: Connection, after: int, limit: int, event_type: str | None = None) -> list[RecordedEvent]:

@@ -31,7 +31,20 @@ from app.platform.limits import RateLimits
 from app.platform.problems import problem
 from app.platform.web import engine, settings
 
-ROLES = {"reader": 1, "writer": 2, "admin": 3}
+ROLES = {"customer": 0, "reader": 1, "writer": 2, "admin": 3}
+# What a customer token may do, each only on what is its own (the views check the owner): place
+# orders as its customer; read its orders, their events and history, its stats; export and erase its
+# personal data. Any other route answers 404, as an order of another customer does: nothing to probe.
+CUSTOMER_ROUTES = {
+    ("POST", "/orders"),
+    ("GET", "/orders"),
+    ("GET", "/orders/<uuid:order_id>"),
+    ("GET", "/orders/<uuid:order_id>/events"),
+    ("GET", "/orders/<uuid:order_id>/history"),
+    ("GET", "/customers/<string:customer_id>/stats"),
+    ("GET", "/customers/<string:customer_id>/personal-data"),
+    ("DELETE", "/customers/<string:customer_id>/personal-data"),
+}
 PUBLIC_PREFIXES = ("/docs", "/openapi.json", "/static/", "/healthz", "/readyz", "/metrics")
 CACHE_SECONDS = 5.0  # a revoked token stops working within this long
 
@@ -41,6 +54,15 @@ class Principal:
     id: str  # scopes idempotency keys and rate-limit buckets
     name: str  # the actor recorded in events' metadata
     role: str
+    customer_id: str | None = None  # a customer token's customer: all it may see or do is its own
+    personal_data: bool = False  # granted to see personal data (an admin always is)
+
+    def may_see_personal_data_of(self, customer_id: str) -> bool:
+        return self.role == "admin" or self.personal_data or self.customer_id == customer_id
+
+    def owns(self, customer_id: str) -> bool:
+        """Whether this caller may see what belongs to the customer (everyone but another customer)."""
+        return self.role != "customer" or self.customer_id == customer_id
 
 
 ENV_ADMIN = Principal("env:admin", "env-admin", "admin")
@@ -132,7 +154,12 @@ def install_auth(app: Flask, config: Settings) -> None:
             if principal is None:
                 failures.hit(client)
                 return _unauthorized("the token is not valid (or revoked)")
-        if ROLES[principal.role] < ROLES[role]:
+        if principal.role == "customer":
+            rule = request.url_rule.rule if request.url_rule is not None else ""
+            owner = (request.view_args or {}).get("customer_id", principal.customer_id)
+            if (request.method, rule) not in CUSTOMER_ROUTES or owner != principal.customer_id:
+                return problem(404, "not found")
+        elif ROLES[principal.role] < ROLES[role]:
             return problem(403, f"the token {principal.name!r} has role {principal.role}; this needs {role}")
         g.principal = principal
         g.actor = principal.name

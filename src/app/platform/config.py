@@ -131,6 +131,11 @@ class Settings:
     snapshot_every: int = setting("ORDERSTREAM_SNAPSHOT_EVERY", 100, int)
     # an order not paid this long after it was placed is cancelled by the fulfilment process manager
     payment_timeout_s: float = setting("ORDERSTREAM_PAYMENT_TIMEOUT_S", 900.0, float)
+    # wraps every customer's data key (32 random bytes, url-safe base64); the web refuses to start
+    # without it (`make run` makes a development one in .data/); after a rotation, the old ones
+    # stay in ORDERSTREAM_PREVIOUS_MASTER_KEYS until `orderstream keys rotate` has re-wrapped every key
+    master_key: str | None = setting("ORDERSTREAM_MASTER_KEY", None, _optional)
+    previous_master_keys: tuple[str, ...] = setting("ORDERSTREAM_PREVIOUS_MASTER_KEYS", (), _names)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:

@@ -14,9 +14,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.platform.validation import IDENTIFIER_PATTERN
+
 TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RESERVED_NAMES = frozenset({"env-admin", "anonymous"})
 RESERVED_PREFIXES = ("env-", "system", "orderstream")
+
+CUSTOMER_ID = re.compile(IDENTIFIER_PATTERN)
 
 
 class InvalidTokenName(ValueError):
@@ -48,14 +52,23 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(db: Engine, name: str, role: str) -> str:
-    """Create a token; the returned string is the only time it is ever seen."""
+def create_token(db: Engine, name: str, role: str, customer_id: str | None = None, personal_data: bool = False) -> str:
+    """Create a token; the returned string is the only time it is ever seen. A customer token is
+    bound to its customer (and sees that customer's personal data only); another may be granted
+    personal data."""
     check_token_name(name)
+    if (role == "customer") != (customer_id is not None):
+        raise ValueError("a customer token needs --customer-id, and only a customer token takes one")
+    if customer_id is not None and not CUSTOMER_ID.fullmatch(customer_id):
+        raise ValueError(f"{customer_id!r} is not a customer id (1-64 letters, digits, '.', '_', ':', '@' or '-')")
     token = new_token()
     with db.begin() as conn:
         conn.execute(
-            text("INSERT INTO api_tokens (name, role, token_hash) VALUES (:n, :r, :h)"),
-            {"n": name, "r": role, "h": hash_token(token)},
+            text(
+                "INSERT INTO api_tokens (name, role, token_hash, customer_id, personal_data)"
+                " VALUES (:n, :r, :h, :c, :p)"
+            ),
+            {"n": name, "r": role, "h": hash_token(token), "c": customer_id, "p": personal_data},
         )
     return token
 
@@ -84,11 +97,14 @@ def token_is_valid(db: Engine, token: str) -> bool:
         )
 
 
-def lookup(db: Engine, token: str) -> tuple[str, str] | None:
-    """(name, role) of an active token, or None."""
+def lookup(db: Engine, token: str) -> tuple[str, str, str | None, bool] | None:
+    """(name, role, customer id, granted personal data) of an active token, or None."""
     with db.connect() as conn:
         row = conn.execute(
-            text("SELECT name, role FROM api_tokens WHERE token_hash = :h AND revoked_at IS NULL"),
+            text(
+                "SELECT name, role, customer_id, personal_data FROM api_tokens"
+                " WHERE token_hash = :h AND revoked_at IS NULL"
+            ),
             {"h": hash_token(token)},
         ).first()
-    return (row.name, row.role) if row is not None else None
+    return (row.name, row.role, row.customer_id, row.personal_data) if row is not None else None

@@ -80,6 +80,8 @@ def run(concurrency: str, print_banner: Callable[[dict[str, str]], None]) -> int
     with run_directory(DATA_DIR / "run") as run_dir, contextlib.ExitStack() as stack:
         env = {**os.environ, **given, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         env["ORDERSTREAM_RUN_DIR"] = str(run_dir)
+        if not env.get("ORDERSTREAM_MASTER_KEY"):  # development: one kept in the data directory
+            env["ORDERSTREAM_MASTER_KEY"] = development_master_key(DATA_DIR)
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(run_dir / "metrics"))
         try:
             if not given:
@@ -200,3 +202,17 @@ def _die_with_parent() -> None:
     """In supervisord (before exec): SIGTERM it when the launcher dies, however it dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def development_master_key(data_dir: Path) -> str:
+    """The master key `make run` uses when ORDERSTREAM_MASTER_KEY is unset: made once, kept in the
+    data directory (mode 0600), like the development admin token. Never for production: there, the
+    key lives in a secret store and the web refuses to start without it."""
+    from app.eventlog.personal import new_master_key  # (the kernel's crypto; no sides imported)
+
+    saved = data_dir / "dev-master-key"
+    if not saved.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        saved.touch(mode=0o600)
+        saved.write_text(new_master_key())
+    return saved.read_text().strip()

@@ -14,6 +14,7 @@ from typing import Any, assert_never
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
     INVENTORY_PREFIX,
+    CustomerDataErased,
     DomainEvent,
     ItemAdded,
     ItemRemoved,
@@ -80,7 +81,7 @@ def fold(level: LevelRow, recorded: RecordedEvent, event: DomainEvent) -> None:
             level.move(recorded, on_hand=-quantity, reserved=-quantity)
         case (
             OrderCreated() | ItemAdded() | ItemRemoved() | PaymentProcessed() | ProductShipped()
-            | OrderDelivered() | OrderCancelled() | StockReserved() | OrderRejected()
+            | OrderDelivered() | OrderCancelled() | StockReserved() | OrderRejected() | CustomerDataErased()
         ):  # fmt: skip
             pass  # orders are another bounded context
         case _:

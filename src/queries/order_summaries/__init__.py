@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from sqlalchemy import Connection
 
 from app.eventlog.envelope import RecordedEvent
-from app.eventlog.events import is_inventory_stream
+from app.eventlog.events import is_order_stream
 from app.eventlog.projection import Projection
 from queries.order_summaries import store
 from queries.order_summaries.fold import OrderRows, fold_batch
@@ -22,7 +22,7 @@ from queries.order_summaries.fold import OrderRows, fold_batch
 def apply(conn: Connection, events: Sequence[RecordedEvent], new_orders: Collection[str] = ()) -> None:
     """Apply events (in per-order version order); the rows of `new_orders` (none of whose events this
     projection applied before) are not looked for. Stock streams (`inventory:<SKU>`) have no rows here."""
-    events = [recorded for recorded in events if not is_inventory_stream(recorded.stream_id)]
+    events = [recorded for recorded in events if is_order_stream(recorded.stream_id)]
     touched = sorted({recorded.stream_id for recorded in events})  # sorted: rows are locked in one order
     orders = {order_id: OrderRows(order_id, None) for order_id in touched}
     orders.update(store.load(conn, [order_id for order_id in touched if order_id not in new_orders]))

@@ -8,6 +8,7 @@ yields identical rows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
@@ -15,6 +16,7 @@ from typing import Any, assert_never
 
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
+    CustomerDataErased,
     DomainEvent,
     ItemAdded,
     ItemRemoved,
@@ -25,6 +27,7 @@ from app.eventlog.events import (
     OrderStatus,
     PaymentProcessed,
     ProductShipped,
+    Sealed,
     StockAdjusted,
     StockReceived,
     StockReserved,
@@ -113,8 +116,11 @@ def fold(order: OrderRows, recorded: RecordedEvent, event: DomainEvent) -> None:
                 cancellation_reason=reason,
                 refunded_amount=refund or Decimal(0),
             )
-        case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
-            pass  # stock is another bounded context (its streams never reach here: see apply)
+        case (
+            StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped()
+            | CustomerDataErased()
+        ):  # fmt: skip
+            pass  # stock and customers are other streams (they never reach here: see apply)
         case _:
             assert_never(event)
 
@@ -128,6 +134,8 @@ def _created(order: OrderRows, recorded: RecordedEvent, e: OrderCreated) -> None
         "total": Decimal(0), "paid_amount": Decimal(0), "refunded_amount": Decimal(0), "carrier": None,
         "tracking_number": None, "service_level": None, "cancellation_reason": None,
         "created_at": recorded.recorded_at,
+        # sealed as the log holds it (opened only by a response that may show it: queries/personal.py)
+        "personal": dataclasses.asdict(e.personal) if isinstance(e.personal, Sealed) else None,
     }  # fmt: skip
     for line in e.lines:
         if line.sku in order.items:

@@ -18,6 +18,7 @@ from typing import assert_never
 
 from app.eventlog.envelope import RecordedEvent
 from app.eventlog.events import (
+    CustomerDataErased,
     DomainEvent,
     ItemAdded,
     ItemRemoved,
@@ -107,8 +108,11 @@ def fold(orders: dict[str, OrderSales], recorded: RecordedEvent, event: DomainEv
                 order.refunds[day] = order.refunds.get(day, Decimal(0)) + refund
         case ItemAdded() | ItemRemoved() | ProductShipped() | OrderDelivered() | StockReserved():
             pass  # sales count orders, payments and refunds only
-        case StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped():
-            pass  # stock is another bounded context
+        case (
+            StockReceived() | StockAdjusted() | UnitsReserved() | UnitsReleased() | UnitsShipped()
+            | CustomerDataErased()
+        ):  # fmt: skip
+            pass  # stock is another bounded context; erasure changes no sale
         case _:
             assert_never(event)
 

@@ -31,7 +31,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from app.eventlog import store as eventstore
 from app.eventlog.envelope import RecordedEvent
-from app.eventlog.events import OrderStatus, ReservedLine, ShortLine, is_inventory_stream
+from app.eventlog.events import OrderStatus, ReservedLine, ShortLine, is_order_stream
 from app.eventlog.projection import Projection
 from app.eventlog.store import ConcurrencyError
 from app.platform.config import Settings
@@ -54,8 +54,8 @@ def process_manager(settings: Settings) -> Projection:
 
     def apply(conn: Connection, events: Sequence[RecordedEvent], new_streams: Collection[str] = ()) -> None:
         newest: dict[str, RecordedEvent] = {}
-        for recorded in events:  # stock events pass by: it issues them, it does not react to them
-            if not is_inventory_stream(recorded.stream_id):
+        for recorded in events:  # stock and customer events pass by: it reacts to orders only
+            if is_order_stream(recorded.stream_id):
                 newest[recorded.stream_id] = recorded
         for order_id in sorted(newest):  # rows are locked in one order by every batch
             react(conn, newest[order_id], settings)
