@@ -162,10 +162,11 @@ def _state(order: Order, as_of: datetime) -> dict[str, Any]:
     }
 
 
-def _shown(events: list[RecordedEvent]) -> list[dict[str, Any]]:
-    """Envelopes as a response shows them: personal data opened where the caller may see it."""
-    shown = [{**dataclasses.asdict(e), "payload": dict(e.payload)} for e in events]
-    personal = [e["payload"] for e in shown if "personal" in e["payload"]]
+def _shown(events: list[RecordedEvent]) -> list[RecordedEvent]:
+    """Envelopes as a response shows them: personal data opened where the caller may see it (only
+    those envelopes are copied; the rest go out as they are)."""
+    shown = [dataclasses.replace(e, payload=dict(e.payload)) if "personal" in e.payload else e for e in events]
+    personal = [e.payload for e in shown if "personal" in e.payload]
     if personal:
         with autocommit(engine()) as conn:
             reveal(conn, web_keyring(), g.principal, personal)

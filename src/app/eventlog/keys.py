@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from psycopg.rows import dict_row
 from sqlalchemy import Connection
@@ -139,15 +140,7 @@ _LIVE = (
 
 def erase(conn: Connection, customer_id: str, actor: str) -> Erasure:
     """Destroy every data key of the customer (idempotent: a second call destroys nothing more)."""
-    pg = driver(conn)
-    destroyed = [
-        key_id
-        for (key_id,) in pg.execute(
-            "UPDATE data_keys SET wrapped = NULL, erased_at = now(), erased_by = %s"
-            " WHERE customer_id = %s AND erased_at IS NULL RETURNING key_id::text",
-            (actor, customer_id),
-        ).fetchall()
-    ]
+    destroyed = _destroy(conn, "customer_id = %s", customer_id, actor)
     first = erased(conn, customer_id)
     return Erasure(customer_id, tuple(sorted(destroyed)), *(first or (None, None)))
 
@@ -171,17 +164,17 @@ def destroy(conn: Connection, key_ids: Iterable[str], actor: str) -> int:
     """Destroy these keys if they still exist (an erasure the log records, applied again to a
     database restored from before it); returns how many were destroyed now."""
     ids = sorted(set(key_ids))
-    if not ids:
-        return 0
-    return len(
-        driver(conn)
-        .execute(
-            "UPDATE data_keys SET wrapped = NULL, erased_at = now(), erased_by = %s"
-            " WHERE key_id = ANY(%s::uuid[]) AND erased_at IS NULL RETURNING key_id",
-            (actor, ids),
-        )
-        .fetchall()
+    return len(_destroy(conn, "key_id = ANY(%s::uuid[])", ids, actor)) if ids else 0
+
+
+def _destroy(conn: Connection, which: str, value: Any, actor: str) -> list[str]:
+    """Overwrite the wrapped keys `which` selects that still exist; the ids destroyed."""
+    rows = driver(conn).execute(
+        "UPDATE data_keys SET wrapped = NULL, erased_at = now(), erased_by = %s"
+        f" WHERE {which} AND erased_at IS NULL RETURNING key_id::text",
+        (actor, value),
     )
+    return [key_id for (key_id,) in rows.fetchall()]
 
 
 def vacuum(conn: Connection) -> None:

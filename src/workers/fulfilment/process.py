@@ -19,6 +19,7 @@ the state that writer left. Commands go through the handlers the HTTP API uses (
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Sequence
 from datetime import timedelta
@@ -141,7 +142,7 @@ class _Step:
             short = tuple(ShortLine(sku, asked, available) for sku, (asked, available) in sorted(exc.short.items()))
             self.command(RejectOrder(self.order.id, short))
             self.order.status = OrderStatus.REJECTED
-            self.state, self.held, self.short = state.REJECTED, {}, _short(exc)
+            self.state, self.held, self.short = state.REJECTED, {}, [dataclasses.asdict(line) for line in short]
             log.info("order %s rejected: stock short for %s", self.order.id, ", ".join(exc.short))
             return
         lines = tuple(ReservedLine(sku, n) for sku, n in sorted(holding.held.items()))
