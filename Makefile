@@ -8,8 +8,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+# The AsyncAPI project's own tools, pinned in tools/asyncapi/package-lock.json (node and npm on the PATH):
+# the parser that `make test` validates /asyncapi.json with, and the renderer vendored for /docs/asyncapi.
+ASYNCAPI := tools/asyncapi
+ASYNCAPI_STAMP := $(ASYNCAPI)/node_modules/.installed
+ASYNCAPI_RENDERER := $(ASYNCAPI)/node_modules/@asyncapi/react-component
+ASYNCAPI_STATIC := src/app/static/asyncapi
 
-.PHONY: run test test-unit lint bench bench-rebuild bench-projector bench-soak bench-ab bench-snapshots chaos clean-data
+.PHONY: run test test-unit lint asyncapi-bundle bench bench-rebuild bench-projector bench-soak bench-ab bench-snapshots chaos clean-data
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +28,23 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	touch $(BENCH_STAMP)
 
+# --ignore-scripts: no package needs a build step, and one (@scarf/scarf) would phone home
+$(ASYNCAPI_STAMP): $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
+	cd $(ASYNCAPI) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(ASYNCAPI_STAMP)
+
+# Refresh the vendored renderer of /docs/asyncapi after changing its version in tools/asyncapi/package.json
+# (`npm install` there updates the lock); tests/test_asyncapi.py checks the copy matches the locked package.
+asyncapi-bundle: $(ASYNCAPI_STAMP)
+	cp $(ASYNCAPI_RENDERER)/browser/standalone/index.js $(ASYNCAPI_RENDERER)/browser/standalone/index.js.LICENSE.txt \
+		$(ASYNCAPI_RENDERER)/styles/default.min.css $(ASYNCAPI_RENDERER)/LICENSE $(ASYNCAPI_STATIC)/
+	node -p '"@asyncapi/react-component " + require("./$(ASYNCAPI_RENDERER)/package.json").version' \
+		> $(ASYNCAPI_STATIC)/VERSION
+
 run: $(STAMP)
 	$(BIN)/orderstream run
 
-test: $(STAMP)
+test: $(STAMP) $(ASYNCAPI_STAMP)
 	$(BIN)/orderstream services -- $(BIN)/pytest $(PYTEST_ARGS)
 
 # The unit layer (tests/unit): pure functions, no PostgreSQL, no Redis, no environment variables.

@@ -8,7 +8,7 @@ setup(
     description="Event-sourced CQRS order service: PostgreSQL event store, Redis Streams, projections",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"app": ["admin/templates/*.html"]},
+    package_data={"app": ["endpoints/admin/templates/*.html", "endpoints/templates/*.html", "static/asyncapi/*"]},
     python_requires=">=3.11",
     install_requires=[
         "flask>=3.1,<4",
@@ -34,6 +34,7 @@ setup(
         "zxcvbn>=4.4.28,<5",  # how guessable ORDERSTREAM_ADMIN_TOKEN is
         "cryptography>=42",  # AES-256-GCM for personal data and the wrapping of its keys (pyca, audited)
         "pycountry>=23",  # ISO 3166-1 alpha-2 country codes, from the iso-codes database
+        "requests>=2.31,<3",  # webhook deliveries (its urllib3 pools check where each connection landed)
     ],
     extras_require={
         # The embedded default (DATABASE_URL/REDIS_URL unset): real PostgreSQL and Redis binaries as wheels,
@@ -51,6 +52,8 @@ setup(
             "openapi-python-client>=0.26,<1",  # the OpenAPI document as third-party clients use it
             "datamodel-code-generator>=0.30,<1",
             "email-validator>=2,<3",  # the pydantic models it generates type an e-mail address as EmailStr
+            "standardwebhooks>=1.0,<2",  # the reference verifier of Standard Webhooks (tests verify with it)
+            "jsonschema>=4.18",  # stream and webhook messages checked against the AsyncAPI document's schemas
             "playwright>=1.45,<2",
             "ruff>=0.6",
             "mypy>=1.10",

@@ -61,7 +61,8 @@ CLI = [sys.executable, "-c", "import sys\ntry:\n    from app.entry.cli import ma
 @contextmanager
 def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
     """One revision's web (2 workers, its gunicorn.conf.py), relay, projector and, where the revision has
-    them, upkeep, an rq worker and the fulfilment process manager; yields its port."""
+    them, upkeep, an rq worker, the fulfilment process manager and the webhooks' dispatcher and sender;
+    yields its port."""
     url = stack.enter_context(database(os.environ["DATABASE_URL"]))
     env = {"PYTHONPATH": str(tree / "src"), "DATABASE_URL": url, "ORDERSTREAM_KEY_PREFIX": f"ab-{name}",
            "ORDERSTREAM_ADMIN_TOKEN": TOKEN, "ORDERSTREAM_RATE_LIMIT": "1000000 per second",
@@ -79,6 +80,10 @@ def orderstream(tree: Path, name: str, stack: ExitStack) -> Any:
         stack.enter_context(process(rq, env, f"ab-{name}-rq", cwd=tree))
     if "fulfilment:" in (tree / "Procfile").read_text():  # the process manager, where the tree has one
         stack.enter_context(process([*CLI, "fulfilment"], env, f"ab-{name}-fulfilment", cwd=tree))
+    if "webhooks:" in (tree / "Procfile").read_text():  # the webhooks' dispatcher and sender (no endpoint)
+        stack.enter_context(process([*CLI, "webhooks"], env, f"ab-{name}-webhooks", cwd=tree))
+        sender = [*rq[:2], "-w", "rq.worker.SimpleWorker", *rq[2:-1], f"ab-{name}-webhooks"]
+        stack.enter_context(process(sender, env, f"ab-{name}-sender", cwd=tree))
     wait_up(port)
     yield port
 

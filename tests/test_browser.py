@@ -1,7 +1,8 @@
 """The UIs as people use them, in headless Chromium (Debian's, driven by Playwright).
 
 Swagger UI loads with no network beyond this machine, authorizes, runs POST /orders and shows 201;
-rq-dashboard shows the running worker; the admin page renders. Screenshots go to test-artifacts/.
+rq-dashboard shows the running worker; the admin page renders; the AsyncAPI page renders offline too.
+Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def test_swagger_ui_works_offline_authorizes_and_places_an_order(site: str, browser: object, fresh_env: Env) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 1800})  # type: ignore[attr-defined]
+def offline(page: object) -> list[str]:
+    """Let the page reach this machine only; the list fills with what it tried to fetch from beyond."""
     outside: list[str] = []
 
     def only_this_machine(route: object) -> None:
@@ -56,7 +57,13 @@ def test_swagger_ui_works_offline_authorizes_and_places_an_order(site: str, brow
             outside.append(url)
             route.abort()  # type: ignore[attr-defined]
 
-    page.route("**/*", only_this_machine)
+    page.route("**/*", only_this_machine)  # type: ignore[attr-defined]
+    return outside
+
+
+def test_swagger_ui_works_offline_authorizes_and_places_an_order(site: str, browser: object, fresh_env: Env) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 1800})  # type: ignore[attr-defined]
+    outside = offline(page)
     page.goto(f"{site}/docs")
     page.wait_for_selector("text=orderstream")
     page.click("button.authorize")
@@ -101,9 +108,28 @@ def test_the_admin_page_renders(site: str, browser: object, fresh_env: Env) -> N
     page.goto(f"{site}/admin")
     page.wait_for_selector("h2:text('Streams')")
     page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
-    assert page.locator("table").count() == 4  # relay, projections, fulfilment, streams
+    assert page.locator("table").count() == 5  # relay, projections, fulfilment, webhooks, streams
     assert page.locator("h2:text('Fulfilment') + table th").first.text_content() == "reserved"
+    assert "none registered" in (page.locator("h2:text('Webhooks') + table").text_content() or "")
     assert "orderstream-relay:" in page.content()
+
+
+def test_the_asyncapi_page_renders_every_message_offline(fresh_env: Env, browser: object) -> None:
+    """The AsyncAPI project's renderer, vendored: every event's stream and webhook message, nothing fetched
+    from beyond this machine."""
+    from app.eventlog.events import EVENT_TYPES
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1200})  # type: ignore[attr-defined]
+    outside = offline(page)
+    with web_server(fresh_env) as site:
+        page.goto(f"{site}/docs/asyncapi")
+        page.wait_for_selector("[id='message-CustomerDataErased.webhook']", state="attached", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "asyncapi.png"))
+    for name in EVENT_TYPES:
+        assert page.locator(f"[id='message-{name}']").count() == 1, name
+        assert page.locator(f"[id='message-{name}.webhook']").count() == 1, name
+    assert page.get_by_text("orderstream events").count() > 0
+    assert outside == [], f"the AsyncAPI page reached beyond this machine: {outside}"
 
 
 ATTACK_PAGE = """<!doctype html><html><body>

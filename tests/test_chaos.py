@@ -1,5 +1,5 @@
 """A short chaos run (`make chaos` runs longer ones): load, killed workers, killed Redis; nothing lost,
-and every fault recovered from within seconds."""
+every webhook delivered, and every fault recovered from within seconds."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def test_chaos_run_loses_nothing_applies_nothing_twice_and_serves_no_5xx(base_se
     assert report.events_in_log == report.commands_accepted, report
     assert (report.events_lost, report.duplicates_applied) == (0, 0), report
     assert report.stock_mismatches == 0, report  # never oversold, nothing reserved or shipped twice
+    assert (report.webhook_events_missing, report.webhook_deliveries_extra) == (0, 0), report
     assert set(report.faults) == set(FAULT_KINDS) and report.stock_orders["rejected"] > 0, report
     assert report.erasures > 0, report  # customers erased amid it all: the rest holds across them
     # Restarted projectors come back under new names and the claim idle time is the shipped 30 s: a

@@ -196,7 +196,7 @@ def test_a_key_rotation_rewraps_every_data_key_and_the_data_still_opens(site: tu
     rotating = env.process_env(ORDERSTREAM_MASTER_KEY=new, ORDERSTREAM_PREVIOUS_MASTER_KEYS=old)
     run = subprocess.run([str(BIN / "orderstream"), "keys", "rotate"], env=rotating, capture_output=True, text=True,
                          check=True)  # fmt: skip
-    assert run.stdout.startswith("1 data keys re-wrapped")
+    assert run.stdout.startswith("1 data keys and 0 webhook secrets re-wrapped")
     from dataclasses import replace
 
     rotated = create_app(replace(env.settings, master_key=new))  # the old master key is no longer needed

@@ -114,13 +114,20 @@ def test_make_run_serves_the_whole_path_and_stops_cleanly(tmp_path: Path) -> Non
 
             wait_for(paid_in_query, timeout=30, what="the order to show as paid")
             workers = wait_for(
-                lambda: requests.get(f"{base}/rq/0/data/workers.json", auth=("admin", token), timeout=5).json()[
-                    "workers"
-                ],
+                lambda: (
+                    len(
+                        w := requests.get(f"{base}/rq/0/data/workers.json", auth=("admin", token), timeout=5).json()[
+                            "workers"
+                        ]
+                    )
+                    == 2
+                    and w
+                ),
                 timeout=30,
-                what="the rq worker in rq-dashboard",
+                what="the rq workers in rq-dashboard",
             )
-            assert len(workers) == 1
+            # the rq worker (upkeep, rebuilds, redrives) and the webhook sender, each on its own queue
+            assert sorted(w["queues"] for w in workers) == [["orderstream"], ["orderstream-webhooks"]], workers
 
             # The embedded servers are supervised too: killed, they run again, and the service recovers.
             killed = {p["name"]: p["pid"] for p in servers(data_dir).processes() if p["group"] == "servers"}

@@ -10,5 +10,6 @@ from __future__ import annotations
 
 from workers import jobs, upkeep
 from workers.fulfilment import deadlines
+from workers.webhooks import dispatch, send
 
-__all__ = ["deadlines", "jobs", "upkeep"]
+__all__ = ["deadlines", "dispatch", "jobs", "send", "upkeep"]

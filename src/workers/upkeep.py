@@ -3,13 +3,17 @@
 `orderstream upkeep` (a Procfile line) runs rq's CronScheduler, which enqueues the jobs below on the
 rq queue, where the Procfile's rq worker runs them: trimming every ORDERSTREAM_RETENTION_INTERVAL_MS
 (rounded up to whole seconds: rq cron counts in seconds), the purge of expired Idempotency-Keys every
-minute (an expired key is free to use again at once: the purge only keeps the table small). None of
-it depends on the relay, or on any one process.
+minute (an expired key is free to use again at once: the purge only keeps the table small). Every
+second, the fulfilment's payment deadlines are fired (workers/fulfilment/deadlines.py) and the
+webhook deliveries due are queued as rq jobs (workers/webhooks/dispatch.py; that job runs on the
+senders' queue); every minute, settled webhook deliveries older than ORDERSTREAM_WEBHOOKS_KEEP_S
+are purged. None of it depends on
+the relay, or on any one process.
 
 Every job is idempotent and safe to run twice at once (two instances each run a scheduler, each
 enqueueing its own): trimming removes only what every group acknowledged, whoever computes it, and
 removing it twice removes nothing more; the purge deletes only expired keys, skipping any that a
-concurrent purge holds.
+concurrent purge holds; deadlines and deliveries are taken with SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from workers import outbox
 from workers.consumers import GROUPS
 from workers.fulfilment.deadlines import fire_payment_deadlines
 from workers.retention import acknowledged_below
+from workers.webhooks import deliveries
+from workers.webhooks.dispatch import pump_deliveries, sender_queue
 
 PURGE_INTERVAL_S = 60
 PURGE_BATCH = 1000
@@ -78,6 +84,23 @@ def purge_idempotency_keys() -> int:
         engine.dispose()
 
 
+def purge_deliveries() -> int:
+    """Delete webhook deliveries settled longer ago than ORDERSTREAM_WEBHOOKS_KEEP_S, a batch per
+    transaction; returns how many."""
+    settings = Settings.from_env()
+    engine = make_engine(settings, pool_size=1)
+    try:
+        purged = 0
+        while True:
+            with engine.begin() as conn:
+                batch = deliveries.purge(conn, settings.webhooks_keep_s, PURGE_BATCH)
+            purged += batch
+            if batch < PURGE_BATCH:
+                return purged
+    finally:
+        engine.dispose()
+
+
 def schedule(scheduler: CronScheduler, settings: Settings) -> None:
     """Register every upkeep job with rq's cron scheduler, on this deployment's queue.
 
@@ -86,10 +109,16 @@ def schedule(scheduler: CronScheduler, settings: Settings) -> None:
     with a long rebuild) expires after a few intervals instead of piling up behind it.
     """
     trim_every = max(1, math.ceil(settings.retention_interval_ms / 1000))
-    jobs = ((fire_payment_deadlines, 1), (trim_streams, trim_every), (purge_idempotency_keys, PURGE_INTERVAL_S))
-    for job, every in jobs:
+    jobs = (
+        (fire_payment_deadlines, 1, settings.rq_queue), (trim_streams, trim_every, settings.rq_queue),
+        (purge_idempotency_keys, PURGE_INTERVAL_S, settings.rq_queue),
+        (purge_deliveries, PURGE_INTERVAL_S, settings.rq_queue),
+        # on the senders' queue: a long rebuild on the main queue does not stop deliveries
+        (pump_deliveries, 1, sender_queue(settings)),
+    )  # fmt: skip
+    for job, every, queue in jobs:
         scheduler.register(
-            job, settings.rq_queue, interval=every, name=job_name(settings, job), ttl=max(10, 5 * every),
+            job, queue, interval=every, name=job_name(settings, job), ttl=max(10, 5 * every),
             result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S,
         )  # fmt: skip
 

@@ -1,14 +1,16 @@
-"""Chaos run: steady command load over HTTP while projectors, relays and the fulfilment process
-manager are killed and Redis is killed (losing up to a second of writes) and started again, at random
-intervals. The service runs as `make run` runs it (`orderstream run`, two relays and two projectors):
-supervisord, not this run, starts again what it kills. Some orders are of a SKU with little stock
+"""Chaos run: steady command load over HTTP while projectors, relays, the fulfilment process
+manager, the webhooks dispatcher, the rq worker and the webhook sender are killed and Redis is
+killed (losing up to a second of writes) and started again, at random intervals. The service runs
+as `make run` runs it (`orderstream run`, two relays and two projectors): supervisord, not this
+run, starts again what it kills. Some orders are of a SKU with little stock
 (their clients wait for the reservation before paying, as a shop would), so reservations and
 rejections race with the faults.
 
 At the end it waits for the projections and the process manager to settle and checks that every
 committed event is reflected exactly once (the projection equals a rebuild from the log), that no
 command got a 5xx, and that the stock was never oversold: what each order holds is what its state
-says it should, and no unit was reserved or shipped twice.
+says it should, and no unit was reserved or shipped twice. A webhook receiver (failing one attempt
+in ten with a 503) must have accepted every event, each as one delivery.
 
 Projectors come back under a new consumer name (host and pid, as in production) and the idle claim
 time is the shipped 30 s: a dead projector's entries come back only by being taken over (heartbeats,
@@ -56,6 +58,7 @@ from commands.stock import load_sku
 from tests.support import (
     BIN,
     Env,
+    Receiver,
     RedisServer,
     answers,
     converged,
@@ -69,7 +72,18 @@ from tests.support import (
 ITEM = {"sku": "A", "quantity": 1, "unit_price": "2.50"}
 STOCKED, STOCK_UNITS = "STOCKED-1", 25  # a tracked SKU: fewer units than the orders that want one
 STOCKED_ITEM = {**ITEM, "sku": STOCKED}
-FAULT_KINDS = ("projector killed", "relay killed", "redis killed", "fulfilment killed")
+FAULT_KINDS = (
+    "projector killed", "relay killed", "redis killed", "fulfilment killed", "webhooks killed", "worker killed",
+    "sender killed",
+)  # fmt: skip
+SINGLE = ("fulfilment killed", "webhooks killed", "worker killed", "sender killed")  # one process of each runs
+# Webhooks to a local receiver, retried within a second; a delivery whose rq job died with its
+# worker (or with Redis) is sent again after 5 s.
+WEBHOOKS = {
+    "ORDERSTREAM_WEBHOOKS_ALLOW_PRIVATE": "1",
+    "ORDERSTREAM_WEBHOOKS_BACKOFF_S": "0.2,0.5,1,1,1,1,1,1,1,1",
+    "ORDERSTREAM_WEBHOOKS_LEASE_S": "5",
+}
 GROUP = "order_summaries"  # the projectors' group (the default projection)
 TAKEN_OVER = re.compile(r"consumer (\S+) stopped its heartbeat; taking over")  # workers/consumer.py
 
@@ -90,6 +104,10 @@ class Report:
     stock_mismatches: int = 0  # orders holding other than their state says, units reserved or shipped twice
     events_lost: int = 0
     duplicates_applied: int = 0
+    webhook_events_missing: int = 0  # events the receiver never accepted
+    webhook_deliveries_extra: int = 0  # deliveries recorded beyond one per event
+    webhook_attempts: int = 0  # POSTs the receiver got (retries and repeats included)
+    webhooks_drained_seconds: float = 0.0  # after the projections settled, until the receiver had every event
     recoveries: list[Fault] = field(default_factory=list)
     dead_consumers_left: int = 0
     live_consumers_robbed: int = 0  # taken over though never killed (a live one, thought dead)
@@ -111,6 +129,8 @@ class Report:
             and self.duplicates_applied == 0
             and self.server_errors_5xx == 0
             and self.stock_mismatches == 0
+            and self.webhook_events_missing == 0
+            and self.webhook_deliveries_extra == 0
         )
 
     def __str__(self) -> str:
@@ -127,6 +147,9 @@ class Report:
                 f"  orders of {STOCKED} ({STOCK_UNITS} units): "
                 + (", ".join(f"{k} {n}" for k, n in sorted(self.stock_orders.items())) or "none")
                 + f"; stock mismatches {self.stock_mismatches}; personal data erasures {self.erasures}",
+                f"  webhooks: events never accepted {self.webhook_events_missing}, deliveries beyond one per event"
+                f" {self.webhook_deliveries_extra}, POSTs {self.webhook_attempts}; every event there"
+                f" {self.webhooks_drained_seconds:.1f}s after the projections settled",
                 f"  converged {self.converge_seconds:.1f}s after the last fault ({self._described(-1)})",
                 f"  slowest recovery from a fault {self.slowest_recovery_seconds:.1f}s"
                 f" ({self._described(self.recoveries.index(self.slowest) if self.slowest else -1)})",
@@ -236,6 +259,7 @@ class Cluster:
         env = self.env.process_env(
             PORT=str(self.port), ORDERSTREAM_DATA_DIR=str(self.logs / "data"), ORDERSTREAM_CLAIM_IDLE_MS="30000",
             ORDERSTREAM_RETENTION_INTERVAL_MS="500", ORDERSTREAM_CRASH_LOOP_EXITS="1000", WEB_CONCURRENCY="2",
+            **WEBHOOKS,
         )  # fmt: skip
         self.launcher = subprocess.Popen(
             [str(BIN / "orderstream"), "run", "--concurrency", "relay=2,projector=2"], env=env,
@@ -396,13 +420,13 @@ def inject(cluster: Cluster, redis_server: RedisServer, stop: threading.Event, r
             stop.wait(rng.uniform(0.5, 3.0))
             redis_server.start()
         else:
-            name = f"{kind.split()[0]}.{rng.randint(1, 2) if kind != 'fulfilment killed' else 1}"
+            name = f"{kind.split()[0]}.{rng.randint(1, 2) if kind not in SINGLE else 1}"
             if kind == "projector killed":  # mid-batch if possible: the case a takeover is for
                 pid, left_pending = cluster.kill_mid_batch(name)
                 dead = cluster.consumer(pid)
             else:
                 pid = cluster.kill(name)
-                if kind == "fulfilment killed":  # its restarted self takes its entries over
+                if kind in ("fulfilment killed", "webhooks killed"):  # its restarted self takes its entries over
                     dead = cluster.consumer(pid)
             cluster.restarted(name, pid)  # supervisord starts it again: the fault is over when it runs
         report.faults[kind] += 1
@@ -476,6 +500,22 @@ def check_stock(env: Env, report: Report) -> None:
         report.stock_mismatches += 1
 
 
+def check_webhooks(env: Env, receiver: Receiver, report: Report) -> None:
+    """Every event reached the receiver (at least once: it deduplicates by webhook-id), recorded as
+    one delivery, however often the dispatcher, the rq worker or Redis died."""
+    events = int(env.scalar("SELECT count(*) FROM events"))
+    began = time.monotonic()
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: len(receiver.accepted_ids()) >= events, timeout=120, interval=0.2)
+    report.webhooks_drained_seconds = time.monotonic() - began
+    accepted = {(r.message["data"]["stream_id"], r.message["data"]["version"]) for r in receiver.messages()
+                if r.answer.startswith("2")}  # fmt: skip
+    logged = {(r["stream_id"], r["version"]) for r in env.rows("SELECT stream_id, version FROM events")}
+    report.webhook_events_missing = len(logged - accepted)
+    report.webhook_deliveries_extra = int(env.scalar("SELECT count(*) FROM webhook_deliveries")) - events
+    report.webhook_attempts = len(receiver.messages())
+
+
 def _rows(rows: list[dict[str, Any]]) -> Counter[tuple[tuple[str, Any], ...]]:
     """Rows as a multiset, so comparing two projections is linear, not quadratic, in their size."""
     return Counter(
@@ -513,6 +553,10 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
     base_url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(f"{base_url}/healthz"), timeout=90, interval=0.2, what="orderstream run to serve")
     token = env.settings.admin_token or ""
+    receiver = Receiver([503, *[200] * 9] * 100_000)  # registered first: it hears of every event
+    registered = requests.post(f"{base_url}/admin/webhooks", json={"url": receiver.url, "event_types": ["*"]},
+                               headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
+    assert registered.status_code == 201, registered.text
     receipt = {"quantity": STOCK_UNITS, "reference": "chaos"}
     received = requests.post(f"{base_url}/inventory/{STOCKED}/receipts", json=receipt,
                              headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
@@ -537,6 +581,7 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
         wait_for(lambda: _settled(env), timeout=120, interval=0.2, what="the projections to settle")
         check(env, report)
         check_stock(env, report)
+        check_webhooks(env, receiver, report)
         # The dead names leave the group (taken over, then removed) within seconds of their death.
         with contextlib.suppress(AssertionError):
             wait_for(lambda: _consumers(env) <= cluster.live_consumers(), timeout=15, interval=0.2)
@@ -546,6 +591,7 @@ def _chaos(env: Env, redis_server: RedisServer, duration: float, clients: int, r
     finally:
         watching.set()
         cluster.stop_all()
+        receiver.close()
 
 
 def _settled(env: Env) -> bool:

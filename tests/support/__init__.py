@@ -36,6 +36,7 @@ from tests.support.projections import (
     rebuilt_rows,
     snapshot,
 )
+from tests.support.receivers import CLOSE, HANG, HOLD, Receiver
 from tests.support.routes import VALID_BODIES, Route, our_routes, routes
 from tests.support.streams import (
     GROUP,
@@ -51,8 +52,11 @@ from tests.support.streams import (
 
 __all__ = [
     "BIN",
+    "CLOSE",
     "GROUP",
     "GUNICORN",
+    "HANG",
+    "HOLD",
     "META",
     "NO_IDLE_CLAIM",
     "ORDER",
@@ -60,6 +64,7 @@ __all__ = [
     "TAKEOVER_S",
     "VALID_BODIES",
     "Env",
+    "Receiver",
     "RedisServer",
     "Route",
     "TcpProxy",

@@ -17,17 +17,22 @@ from rq.job import Job, JobStatus
 from tests.support.environments import Env
 from tests.support.polling import answers, wait_for
 from workers.upkeep import job_name
+from workers.webhooks.dispatch import sender_queue
 
 BIN = Path(sys.executable).parent
 
 
 class Worker:
-    """A real worker process (`orderstream relay|projector`), killable like in production."""
+    """A real worker process (`orderstream relay|projector|...`, an rq worker, the webhook sender),
+    killable like in production."""
 
     def __init__(self, env: Env, *args: str, **extra_env: str) -> None:
         self.args = args
         if args == ("rqworker",):  # a real rq worker on this environment's queue
             argv = [str(BIN / "rq"), "worker", "--url", env.settings.redis_url, env.settings.rq_queue]
+        elif args == ("sender",):  # the Procfile's webhook sender: rq's SimpleWorker on the webhooks' queue
+            argv = [str(BIN / "rq"), "worker", "--url", env.settings.redis_url, "-c", "workers.preload",
+                    "-w", "rq.worker.SimpleWorker", sender_queue(env.settings)]  # fmt: skip
         else:
             argv = [str(BIN / "orderstream"), *args]
         # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty worker.

@@ -91,6 +91,7 @@ def _banner(env: dict[str, str]) -> None:
         token_line = f"  Admin token   {_development_token(env['DATABASE_URL'])}  (development; Authorize in /docs)"
     click.echo(
         f"\n  API           {base}/orders\n  Swagger UI    {base}/docs\n  OpenAPI       {base}/openapi.json"
+        f"\n  AsyncAPI      {base}/docs/asyncapi  ({base}/asyncapi.json: the streams and webhooks)"
         f"\n  rq-dashboard  {base}/rq  (user: anything, password: the token)\n  Admin         {base}/admin"
         f"\n{token_line}\n  Processes     {Path(sys.executable).parent / 'supervisorctl'} -c"
         f" {env['ORDERSTREAM_RUN_DIR']}/supervisord.conf status"
@@ -203,18 +204,19 @@ def keys_reapply_erasures() -> None:
 
 @keys.command("rotate")
 def keys_rotate() -> None:
-    """Re-wrap every data key under ORDERSTREAM_MASTER_KEY (the old master key given in
-    ORDERSTREAM_PREVIOUS_MASTER_KEYS); no event is read or rewritten."""
+    """Re-wrap every data key and webhook signing secret under ORDERSTREAM_MASTER_KEY (the old master
+    key given in ORDERSTREAM_PREVIOUS_MASTER_KEYS); no event is read or rewritten."""
     from app.eventlog.keys import Keyring
     from app.platform.db import make_engine
+    from workers.webhooks.endpoints import rewrap
 
     settings = Settings.from_env()
     keyring = Keyring.from_settings(settings)
     db = make_engine(settings, pool_size=1)
     with db.begin() as conn:
-        moved = keyring.rotate(conn)
+        moved, secrets = keyring.rotate(conn), rewrap(conn, keyring)
     db.dispose()
-    click.echo(f"{moved} data keys re-wrapped under master key {keyring.master.id}")
+    click.echo(f"{moved} data keys and {secrets} webhook secrets re-wrapped under master key {keyring.master.id}")
 
 
 @tokens.command("list")
@@ -293,5 +295,16 @@ def fulfilment(name: str | None) -> None:
     """Run one fulfilment process manager (a consumer of its own group: several share the work)."""
     from workers.fulfilment.process import GROUP
     from workers.main import run_projector
+
+    run_projector(Settings.from_env(), GROUP, name)
+
+
+@main.command()
+@click.option("--name", default=None, help="consumer name (default: host-pid)")
+def webhooks(name: str | None) -> None:
+    """Run one webhook dispatcher (a consumer of its own group): each event a registered endpoint
+    wants becomes a delivery, which rq jobs carry out."""
+    from workers.main import run_projector
+    from workers.webhooks.dispatch import GROUP
 
     run_projector(Settings.from_env(), GROUP, name)

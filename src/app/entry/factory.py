@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the Flask app: API blueprints, OpenAPI + Swagger UI (local assets), rq-dashboard."""
+    """Build the Flask app: API blueprints, OpenAPI + Swagger UI and AsyncAPI (local assets), rq-dashboard."""
     import rq_dashboard
 
     from app.endpoints.admin import blp as admin_blp
+    from app.endpoints.asyncapi import blp as asyncapi_blp
     from app.endpoints.audit import blp as audit_blp
     from app.endpoints.health import blp as health_blp
     from app.endpoints.stock_audit import blp as stock_audit_blp
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Event-sourced order management. Commands append events; queries read projections."
+                "\n\nThe events, on the Redis streams and as webhooks: [AsyncAPI](/docs/asyncapi)"
+                " ([document](/asyncapi.json))."
             },
             "x-event-catalogue": catalogue(),
             "security": [{"bearerAuth": []}],
@@ -128,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blp in blueprints:
         api.register_blueprint(blp)
 
+    app.register_blueprint(asyncapi_blp)  # /asyncapi.json and its page: not API operations
     install_dashboard(app, rq_dashboard)
 
     @app.get("/")

@@ -58,7 +58,8 @@ class Keyring:
             MasterKey.parse(settings.master_key), tuple(MasterKey.parse(k) for k in settings.previous_master_keys)
         )
 
-    def _unwrap(self, key_id: str, wrapped: bytes, master_id: str) -> bytes:
+    def unwrap(self, key_id: str, wrapped: bytes, master_id: str) -> bytes:
+        """A key (or secret) wrapped under the current or a previous master key."""
         for master in (self.master, *self.previous):
             if master.id == master_id:
                 return master.unwrap(key_id, wrapped)
@@ -81,7 +82,7 @@ class Keyring:
         for _ in range(3):
             row = pg.execute(_LIVE, (customer_id,)).fetchone()
             if row is not None:
-                return row[0], self._unwrap(row[0], bytes(row[1]), row[2])
+                return row[0], self.unwrap(row[0], bytes(row[1]), row[2])
             key_id, key = str(uuid.uuid4()), new_data_key()
             pg.execute(
                 "INSERT INTO data_keys (key_id, customer_id, wrapped, master_key_id) VALUES (%s, %s, %s, %s)"
@@ -102,7 +103,7 @@ class Keyring:
                 " WHERE key_id = ANY(%s::uuid[]) AND wrapped IS NOT NULL",
                 (ids,),
             )
-            keys = {key_id: self._unwrap(key_id, bytes(wrapped), master) for key_id, wrapped, master in rows}
+            keys = {key_id: self.unwrap(key_id, bytes(wrapped), master) for key_id, wrapped, master in rows}
         return [None if s is None or s.key_id not in keys else unseal(keys[s.key_id], s) for s in items]
 
     @staticmethod
@@ -124,13 +125,15 @@ class Keyring:
             " WHERE wrapped IS NOT NULL AND master_key_id <> %s FOR UPDATE",
             (self.master.id,),
         ).fetchall()
-        for key_id, wrapped, master_id in rows:
-            key = self._unwrap(key_id, bytes(wrapped), master_id)
-            pg.execute(
-                "UPDATE data_keys SET wrapped = %s, master_key_id = %s WHERE key_id = %s",
-                (self.master.wrap(key_id, key), self.master.id, key_id),
-            )
+        pg.cursor().executemany(
+            "UPDATE data_keys SET wrapped = %s, master_key_id = %s WHERE key_id = %s", self.rewrapped(rows)
+        )
         return len(rows)
+
+    def rewrapped(self, rows: Iterable[tuple[str, bytes, str]]) -> list[tuple[bytes, str, str]]:
+        """Each (id, wrapped, master key id) wrapped under the current master key instead: (wrapped,
+        master key id, id), the parameters of an UPDATE."""
+        return [(self.master.wrap(i, self.unwrap(i, bytes(w), m)), self.master.id, i) for i, w, m in rows]
 
 
 _LIVE = (

@@ -45,7 +45,7 @@ CUSTOMER_ROUTES = {
     ("GET", "/customers/<string:customer_id>/personal-data"),
     ("DELETE", "/customers/<string:customer_id>/personal-data"),
 }
-PUBLIC_PREFIXES = ("/docs", "/openapi.json", "/static/", "/healthz", "/readyz", "/metrics")
+PUBLIC_PREFIXES = ("/docs", "/openapi.json", "/asyncapi.json", "/static/", "/healthz", "/readyz", "/metrics")
 CACHE_SECONDS = 5.0  # a revoked token stops working within this long
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ class InsecureAdminToken(ValueError):
     """ORDERSTREAM_ADMIN_TOKEN is too short or too predictable to be a secret."""
 
 
+@cache  # (settings are read by every rq job: the estimate takes some 20 ms, and a token's never changes)
 def check_admin_token(token: str) -> None:
     """An admin token from the environment must be long and unpredictable (zxcvbn, Dropbox's
     estimator of how many guesses a secret takes, which sees repeats, sequences and words)."""
@@ -70,6 +72,13 @@ def read_from(
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _seconds(text: str) -> tuple[float, ...]:
+    steps = tuple(float(step) for step in _names(text))
+    if not steps or any(step <= 0 for step in steps):
+        raise ValueError(f"expected a comma-separated list of positive seconds, got {text!r}")
+    return steps
 
 
 def _optional(text: str) -> str | None:
@@ -136,6 +145,19 @@ class Settings:
     # stay in ORDERSTREAM_PREVIOUS_MASTER_KEYS until `orderstream keys rotate` has re-wrapped every key
     master_key: str | None = setting("ORDERSTREAM_MASTER_KEY", None, _optional)
     previous_master_keys: tuple[str, ...] = setting("ORDERSTREAM_PREVIOUS_MASTER_KEYS", (), _names)
+    # webhooks may go to loopback and private addresses (development, tests); never link-local
+    webhooks_allow_private: bool = setting("ORDERSTREAM_WEBHOOKS_ALLOW_PRIVATE", False, _flag)
+    # seconds before each retry of a webhook delivery (5xx, 429, network errors): one attempt more
+    # than there are steps, about 27 hours in all by default; then the delivery is failed
+    webhooks_backoff_s: tuple[float, ...] = setting(
+        "ORDERSTREAM_WEBHOOKS_BACKOFF_S", (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200), _seconds
+    )
+    # an endpoint whose deliveries have failed this long without one success is disabled
+    webhooks_disable_after_s: float = setting("ORDERSTREAM_WEBHOOKS_DISABLE_AFTER_S", 86_400.0, float)
+    # a delivery handed to rq whose job has not reported in this long (its worker died) is sent again
+    webhooks_lease_s: float = setting("ORDERSTREAM_WEBHOOKS_LEASE_S", 60.0, float)
+    # delivered and failed deliveries are kept this long (the deliveries endpoint, redelivery), then purged
+    webhooks_keep_s: float = setting("ORDERSTREAM_WEBHOOKS_KEEP_S", 604_800.0, float)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:

@@ -85,6 +85,7 @@ class Overview(MethodView):
         from app.endpoints.admin.fulfilment import summary
         from app.endpoints.admin.processes import process_states
         from app.endpoints.admin.projections import projection_states
+        from app.endpoints.admin.webhooks import overview
 
         page = render_template(
             "admin.html",
@@ -93,5 +94,6 @@ class Overview(MethodView):
             streams=streams_status(),
             projections=projection_states(),
             fulfilment=summary(),
+            webhooks=overview(),
         )
         return Response(page, mimetype="text/html")
