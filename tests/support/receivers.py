@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +37,7 @@ class Receiver:
 
     def __init__(self, answers: Sequence[int | str] = (), location: str | None = None) -> None:
         self.answers, self.received = list(answers), []
-        self.released, self.lock = threading.Event(), threading.Lock()
+        self.released, self.closing, self.lock = threading.Event(), threading.Event(), threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +49,7 @@ class Receiver:
                     answer = str(receiver.answers.pop(0)) if receiver.answers else "200"
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body, answer))
                 if answer == HANG:
-                    time.sleep(8)  # longer than the 5 s a delivery waits
+                    receiver.closing.wait(8)  # longer than the 5 s a delivery waits (or until closed)
                 elif answer == HOLD:
                     receiver.released.wait(60)
                 if answer in (HANG, CLOSE, HOLD):
@@ -83,6 +82,7 @@ class Receiver:
         return {r.headers["webhook-id"] for r in self.messages() if r.answer.startswith("2")}
 
     def close(self) -> None:
+        self.closing.set()
         self.release()
         self.server.shutdown()
         self.server.server_close()

@@ -44,15 +44,20 @@ def register(
     return row, secret
 
 
-def secret_of(conn: Connection, keyring: Keyring, endpoint_id: str) -> str:
+def target(conn: Connection, keyring: Keyring, endpoint_id: str) -> tuple[str, str]:
+    """Where a delivery goes and the secret it is signed with (one query per delivery)."""
     row = (
         driver(conn)
-        .execute("SELECT secret_wrapped, master_key_id FROM webhook_endpoints WHERE id = %s", (endpoint_id,))
+        .execute("SELECT url, secret_wrapped, master_key_id FROM webhook_endpoints WHERE id = %s", (endpoint_id,))
         .fetchone()
     )
     if row is None:
         raise LookupError(f"no webhook endpoint {endpoint_id}")
-    return keyring.unwrap(endpoint_id, bytes(row[0]), row[1]).decode()
+    return row[0], keyring.unwrap(endpoint_id, bytes(row[1]), row[2]).decode()
+
+
+def secret_of(conn: Connection, keyring: Keyring, endpoint_id: str) -> str:
+    return target(conn, keyring, endpoint_id)[1]
 
 
 def rewrap(conn: Connection, keyring: Keyring) -> int:

@@ -117,27 +117,26 @@ def job_timeout(settings: Settings) -> int:
 def deliver(delivery_id: int) -> str:
     """The rq job: one attempt of one delivery; returns its status after it."""
     settings = Settings.from_env()
-    process, keyring, job = _for(settings), Keyring.from_settings(settings), get_current_job()
+    process, keyring, rules = _for(settings), Keyring.from_settings(settings), policy(settings)
+    job = get_current_job()
+    job_id = job.id if job is not None else None
     with process.engine.begin() as conn:
-        verdict, delivery = deliveries.start(conn, delivery_id, job.id if job else None, settings.webhooks_lease_s)
+        verdict, delivery = deliveries.start(conn, delivery_id, job_id, rules.lease_s)
     if delivery is None:
         return verdict
     try:
         with process.engine.connect() as conn:
-            endpoint = endpoints.find(conn, delivery["endpoint_id"])
-            secret = endpoints.secret_of(conn, keyring, delivery["endpoint_id"])
+            url, secret = endpoints.target(conn, keyring, delivery["endpoint_id"])
             shown = message(conn, keyring, delivery["stream_id"], delivery["version"])
         body = json.dumps(shown, separators=(",", ":"), default=str).encode()
-        outcome = attempt(
-            process.http, endpoint["url"] if endpoint else "", secret, message_id(delivery), body, settings
-        )
-    except Exception as exc:  # ours (a master key not configured, PostgreSQL gone, rq.s time limit): retried, logged
+        outcome = attempt(process.http, url, secret, message_id(delivery), body, settings)
+    except Exception as exc:  # ours (a master key not configured, PostgreSQL gone, rq's time limit): retried, logged
         log.exception("webhook delivery %s could not be attempted", delivery_id)
         outcome = Outcome(None, f"failed on our side: {type(exc).__name__}: {exc}"[:500], retryable=True)
     with process.engine.begin() as conn:
-        status = deliveries.settle(conn, delivery_id, job.id if job else None, outcome, policy(settings))
+        status = deliveries.settle(conn, delivery_id, job_id, outcome, rules)
         settled = job is not None and status in ("delivered", "failed")  # the stream's next event may go
-        following = deliveries.take_following(conn, delivery, policy(settings)) if settled else None
+        following = deliveries.take_following(conn, delivery, rules) if settled else None
     if following is not None and job is not None:  # committed: its job finds it queued
         enqueue(Queue(job.origin, connection=job.connection), [following], settings)
     return status
